@@ -1,0 +1,81 @@
+"""What every component shares: built from one frozen config, weights loaded explicitly."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from c3llm.core.errors import CheckpointError
+
+
+class Component:
+    """Mixin for every role.
+
+    Life cycle, driven by the pipeline builder:
+
+    1. ``component = cls(config)`` — builds the module from its frozen config; no I/O.
+    2. ``component.load_pretrained()`` — loads weights the config points at (a local path, or
+       a hub id when online); a no-op when the config names none. Fails with
+       :class:`~c3llm.core.errors.UnavailableError` when the weights cannot be had.
+    3. Role-specific wiring (e.g. ``backbone.add_acoustic_vocabulary``).
+
+    Checkpointing goes through :meth:`checkpoint_state_dict` /
+    :meth:`load_checkpoint_state_dict` (tensors, written as safetensors) and
+    :meth:`export_assets` (non-tensor files such as a tokenizer).
+    """
+
+    config: Any
+
+    def load_pretrained(self) -> None:
+        """Load the weights named by the config, if any. Default: nothing to load."""
+
+    def checkpoint_state_dict(self) -> dict[str, torch.Tensor]:
+        """Tensors a checkpoint must hold to rebuild this component. Default: everything."""
+        if isinstance(self, nn.Module):
+            return {k: v.detach() for k, v in self.state_dict().items()}
+        return {}
+
+    def load_checkpoint_state_dict(self, state: Mapping[str, torch.Tensor]) -> None:
+        """Load tensors written by :meth:`checkpoint_state_dict`; refuse any mismatch."""
+        if not isinstance(self, nn.Module):
+            if state:
+                raise CheckpointError(f"{type(self).__name__} holds no tensors but got {len(state)}")
+            return
+        load_strict(self, state, owner=type(self).__name__)
+
+    def export_assets(self, directory: Path) -> dict[str, Any]:
+        """Write non-tensor files (tokenizers, vocabularies) into ``directory``.
+
+        :return: config overrides (paths relative to ``directory``) under which a fresh
+            component rebuilt from the saved config finds these files.
+        """
+        return {}
+
+
+def load_strict(module: nn.Module, state: Mapping[str, torch.Tensor], *, owner: str) -> None:
+    """``load_state_dict`` with a message naming missing, unexpected and mis-shaped keys."""
+    own = module.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    wrong = [
+        f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
+        for k in sorted(set(own) & set(state))
+        if tuple(own[k].shape) != tuple(state[k].shape)
+    ]
+    if missing or unexpected or wrong:
+        parts = []
+        if wrong:
+            parts.append("shape mismatch: " + "; ".join(wrong[:5]))
+        if missing:
+            parts.append(f"missing {len(missing)} key(s), e.g. {missing[:3]}")
+        if unexpected:
+            parts.append(f"unexpected {len(unexpected)} key(s), e.g. {unexpected[:3]}")
+        raise CheckpointError(
+            f"checkpoint does not match {owner}: " + "; ".join(parts)
+            + ". Was it saved with a different config?"
+        )
+    module.load_state_dict(dict(state), strict=True)

@@ -1,0 +1,58 @@
+"""The dataset role: reads a manifest of local media into samples."""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from c3llm.core.roles.base import Component
+
+
+@attrs.frozen(kw_only=True)
+class Sample:
+    """One clip. Paths are absolute; a modality the dataset lacks is ``None``.
+
+    :ivar metadata: free-form ground truth (labels, onsets, attributes) for evaluation.
+    """
+
+    id: str
+    split: str
+    audio_path: Path | None = None
+    video_path: Path | None = None
+    captions: tuple[str, ...] = ()
+    label: str | None = None
+    metadata: Mapping[str, Any] = attrs.field(factory=dict)
+
+
+@attrs.frozen
+class SkippedItem:
+    """A manifest row that could not be used, and why (reported, never silently dropped)."""
+
+    id: str
+    reason: str
+
+
+class Dataset(Component, abc.ABC):
+    """Iterable of :class:`Sample` for the split the config names.
+
+    Rows whose media are missing or unreadable are skipped and recorded in :attr:`skipped`
+    (and logged with a count), never fatal for a run.
+    """
+
+    skipped: list[SkippedItem]
+
+    @abc.abstractmethod
+    def __iter__(self) -> Iterator[Sample]:
+        """Yield the split's usable samples in manifest order."""
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+    @property
+    def root(self) -> Path:
+        """Directory the manifest's relative media paths are resolved against."""
+        return Path(self.config.root)

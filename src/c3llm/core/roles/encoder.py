@@ -1,0 +1,55 @@
+"""The encoder role: continuous condition features from audio or video."""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from typing import ClassVar
+
+import attrs
+import torch
+from torch import nn
+
+from c3llm.core.roles.base import Component
+
+
+@attrs.frozen
+class Features:
+    """Encoder output.
+
+    :ivar embeds: ``(B, N, D)`` float features, zero where ``mask`` is False.
+    :ivar mask: ``(B, N)`` bool, True for real frames (items of a batch differ in length).
+    """
+
+    embeds: torch.Tensor
+    mask: torch.Tensor
+
+    def __attrs_post_init__(self) -> None:
+        if self.embeds.dim() != 3 or self.mask.shape != self.embeds.shape[:2]:
+            raise ValueError(
+                f"Features need embeds (B, N, D) and mask (B, N); got {tuple(self.embeds.shape)}"
+                f" and {tuple(self.mask.shape)}"
+            )
+
+
+class Encoder(Component, nn.Module, abc.ABC):
+    """Frozen or trainable feature extractor for one modality.
+
+    Class attribute ``modality`` is ``"audio"`` or ``"video"``. Instances set
+    ``output_dim`` (D) and ``feature_rate`` (feature frames per second, or ``None`` when the
+    encoder emits a fixed number of frames per clip).
+    """
+
+    modality: ClassVar[str]
+    output_dim: int
+    feature_rate: float | None
+
+    @abc.abstractmethod
+    def forward(self, media: Sequence) -> Features:
+        """Encode a batch.
+
+        :param media: a sequence of :class:`c3llm.core.media.Audio` (audio encoders) or
+            :class:`c3llm.core.media.Video` (video encoders); any rate or channel count —
+            the encoder resamples and downmixes itself.
+        :return: :class:`Features` with ``embeds`` ``(B, N, output_dim)``.
+        """

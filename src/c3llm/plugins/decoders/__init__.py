@@ -1,0 +1,1 @@
+"""Built-in decoder plugins: one module per implementation, each a plugin of its own."""

@@ -1,0 +1,1 @@
+"""Built-in encoder plugins: one module per implementation, each a plugin of its own."""
