@@ -41,7 +41,9 @@ ENTRY_POINT_GROUP = "c3llm"
 DISABLE_ENV = "C3LLM_DISABLE_PLUGINS"
 
 #: Built-in plugins: entry-point name -> module. Mirrors ``[project.entry-points.c3llm]``.
-BUILTIN_PLUGINS: dict[str, str] = {}
+BUILTIN_PLUGINS: dict[str, str] = {
+    "nar": "c3llm.plugins.refiners.nar",
+}
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 
