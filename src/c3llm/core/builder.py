@@ -1,0 +1,176 @@
+"""Building a :class:`~c3llm.core.model.C3LLM` from component specs, and saving/loading it.
+
+Order matters: the codec first (its cardinality sizes the acoustic vocabulary), then the
+encoders, the backbone (vocabulary added right after its weights load) and the refiner
+(whose codebooks, cardinality and condition width are bound to the others).
+"""
+
+from __future__ import annotations
+
+import logging
+import platform
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import attrs
+import torch
+
+import c3llm
+from c3llm.core.checkpoint import atomic_directory, load_tensors, read_json, save_tensors, write_json
+from c3llm.core.config import from_mapping, to_mapping
+from c3llm.core.errors import CheckpointError, UnknownComponentError
+from c3llm.core.model import C3LLM
+from c3llm.core.registry import Registry
+from c3llm.core.roles.base import load_strict
+from c3llm.core.run_config import COMPONENT_SECTIONS
+from c3llm.core.sequence import PromptConfig
+
+log = logging.getLogger(__name__)
+
+FORMAT = "c3llm-pipeline"
+FORMAT_VERSION = 1
+BUILD_ORDER = ("decoder", "audio_encoder", "video_encoder", "backbone", "refiner")
+
+
+def build_components(
+    registry: Registry,
+    specs: Mapping[str, Any],
+    *,
+    base_dirs: Mapping[str, Path | None] | None = None,
+    load_weights: bool = True,
+) -> dict[str, Any]:
+    """Build (and by default load pretrained weights of) each component section."""
+    unknown = set(specs) - set(COMPONENT_SECTIONS)
+    if unknown:
+        raise UnknownComponentError(f"unknown component slot(s) {sorted(unknown)}; slots: {', '.join(BUILD_ORDER)}")
+    built: dict[str, Any] = {}
+
+    def lookup(key: str) -> Any:
+        role, attr = key.split(".", 1)
+        component = built.get(role)
+        return getattr(component, attr) if component is not None else attrs.NOTHING
+
+    for section in BUILD_ORDER:
+        spec = specs.get(section)
+        if spec is None:
+            continue
+        base_dir = (base_dirs or {}).get(section)
+        component = registry.build(COMPONENT_SECTIONS[section], spec, where=section, base_dir=base_dir, lookup=lookup)
+        if load_weights:
+            component.load_pretrained()
+        if section == "backbone":
+            component.add_acoustic_vocabulary(built["decoder"].cardinality)
+        built[section] = component
+    return built
+
+
+def assemble(components: Mapping[str, Any], *, prompts: PromptConfig = PromptConfig(),
+             projector_hidden: int | None = None) -> C3LLM:
+    encoders = {slot.split("_")[0]: components[slot] for slot in ("audio_encoder", "video_encoder") if slot in components}
+    return C3LLM(
+        decoder=components["decoder"], backbone=components["backbone"], refiner=components.get("refiner"),
+        encoders=encoders, prompts=prompts, projector_hidden=projector_hidden,
+    )
+
+
+def component_sections(model: C3LLM) -> dict[str, Any]:
+    sections = {"decoder": model.decoder, "backbone": model.backbone}
+    if model.refiner is not None:
+        sections["refiner"] = model.refiner
+    for modality, encoder in model.encoders.items():
+        sections[f"{modality}_encoder"] = encoder
+    return sections
+
+
+def save_model(model: C3LLM, directory: Path, *, extra: Mapping[str, Any] | None = None) -> Path:
+    """Write a self-describing checkpoint directory (atomically replaces ``directory``)."""
+    directory = Path(directory)
+    with atomic_directory(directory) as tmp:
+        record: dict[str, Any] = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "c3llm_version": c3llm.__version__,
+            "torch_version": torch.__version__,
+            "python_version": platform.python_version(),
+            "prompts": to_mapping(model.prompts),
+            "projector_hidden": _projector_hidden(model),
+            "components": {},
+        }
+        for section, component in component_sections(model).items():
+            folder = tmp / section
+            folder.mkdir()
+            overrides = component.export_assets(folder) or {}
+            config = attrs.evolve(component.config, **overrides) if overrides else component.config
+            spec = getattr(component, "registry_spec", None)
+            record["components"][section] = {
+                "name": spec.name if spec else None,
+                "plugin": spec.plugin if spec else None,
+                "distribution": spec.distribution if spec else None,
+                "version": spec.version if spec else None,
+                "config": to_mapping(config),
+            }
+            save_tensors(folder / "weights.safetensors", component.checkpoint_state_dict())
+        save_tensors(tmp / "projectors.safetensors", model.projectors.state_dict())
+        record.update(extra or {})
+        write_json(tmp / "pipeline.json", record)
+    log.info("saved pipeline to %s", directory)
+    return directory
+
+
+def _projector_hidden(model: C3LLM) -> int | None:
+    for proj in model.projectors.values():
+        return proj.net[1].out_features
+    return None
+
+
+def resolve_checkpoint_dir(directory: Path) -> Path:
+    """Accept a checkpoint directory or a run directory holding ``pipeline/``."""
+    directory = Path(directory)
+    if not directory.exists():
+        raise CheckpointError(f"checkpoint directory not found: {directory}")
+    if (directory / "pipeline.json").is_file():
+        return directory
+    if (directory / "pipeline" / "pipeline.json").is_file():
+        return directory / "pipeline"
+    raise CheckpointError(f"{directory} holds no pipeline.json (nor pipeline/pipeline.json): not a c3llm checkpoint")
+
+
+def load_model(registry: Registry, directory: Path) -> tuple[C3LLM, dict[str, Any]]:
+    """Rebuild a model saved by :func:`save_model`; refuse missing plugins and mismatches."""
+    directory = resolve_checkpoint_dir(directory)
+    record = read_json(directory / "pipeline.json")
+    if record.get("format") != FORMAT:
+        raise CheckpointError(f"{directory}/pipeline.json is not a {FORMAT} file")
+    if record.get("format_version", 0) > FORMAT_VERSION:
+        raise CheckpointError(
+            f"{directory} was written by a newer c3llm (format {record['format_version']}); upgrade c3llm"
+        )
+    specs, base_dirs = {}, {}
+    for section, entry in record["components"].items():
+        role = COMPONENT_SECTIONS.get(section)
+        if role is None:
+            raise CheckpointError(f"{directory}: unknown component slot {section!r}")
+        try:
+            spec = registry.get(role, entry["name"])
+        except UnknownComponentError as exc:
+            raise CheckpointError(
+                f"checkpoint needs {role} {entry['name']!r} from plugin {entry.get('plugin')!r} "
+                f"({entry.get('distribution')} {entry.get('version')}), which is not installed here. "
+                f"Install that plugin distribution, then load again."
+            ) from exc
+        if entry.get("version") and spec.version and entry["version"] != spec.version:
+            log.warning("%s %r was saved with %s %s; installed is %s", role, entry["name"],
+                        entry.get("distribution"), entry["version"], spec.version)
+        specs[section] = {"name": entry["name"], **entry["config"]}
+        base_dirs[section] = directory / section
+    components = build_components(registry, specs, base_dirs=base_dirs)
+    prompts = from_mapping(PromptConfig, record.get("prompts", {}), where="prompts")
+    model = assemble(components, prompts=prompts, projector_hidden=record.get("projector_hidden"))
+    for section, component in components.items():
+        try:
+            component.load_checkpoint_state_dict(load_tensors(directory / section / "weights.safetensors"))
+        except CheckpointError as exc:
+            raise CheckpointError(f"{section}: {exc}") from exc
+    load_strict(model.projectors, load_tensors(directory / "projectors.safetensors"), owner="projectors")
+    return model, record

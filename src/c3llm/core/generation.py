@@ -1,0 +1,225 @@
+"""Decoding: cached, constrained generation of acoustic tokens and of captions.
+
+Audio: the prompt is run once with a KV cache; each step scores only the acoustic rows
+of the head plus ``</Audio>`` (the sliced head), optionally mixes conditional and
+unconditional logits (classifier-free guidance), and samples (temperature, top-k, top-p).
+Text: greedy, sampling, or beam search over the text vocabulary (acoustic tokens and
+modality markers excluded).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import attrs
+import torch
+
+from c3llm.core.config import field, in_range, one_of
+from c3llm.core.errors import InputError
+from c3llm.core.sequence import Example, collate
+
+
+@attrs.frozen(kw_only=True)
+class SamplingConfig:
+    """How tokens are drawn. ``temperature = 0`` is greedy."""
+
+    temperature: float = field(1.0, validator=in_range(0.0), help="0 = greedy")
+    top_k: int = field(0, validator=in_range(0), help="keep the k best tokens (0 = all)")
+    top_p: float = field(1.0, validator=in_range(0.0, 1.0, low_open=True), help="nucleus mass")
+    guidance_scale: float = field(1.0, validator=in_range(0.0), help="classifier-free guidance; 1 = off")
+    max_seconds: float = field(10.0, validator=in_range(0.0, low_open=True),
+                               help="longest audio when no duration is asked for")
+
+
+@attrs.frozen(kw_only=True)
+class TextDecodingConfig:
+    """Caption decoding strategy."""
+
+    strategy: str = field("greedy", validator=one_of("greedy", "beam", "sample"))
+    num_beams: int = field(4, validator=in_range(1))
+    max_tokens: int = field(40, validator=in_range(1))
+    temperature: float = field(1.0, validator=in_range(0.0, low_open=True))
+    top_k: int = field(0, validator=in_range(0))
+    top_p: float = field(1.0, validator=in_range(0.0, 1.0, low_open=True))
+    length_penalty: float = field(1.0)
+
+
+def filter_logits(logits: torch.Tensor, top_k: int = 0, top_p: float = 1.0) -> torch.Tensor:
+    """Set logits outside the top-k / nucleus to ``-inf``. ``(B, V) -> (B, V)``."""
+    if top_k and top_k < logits.shape[-1]:
+        kth = torch.topk(logits, top_k, dim=-1).values[..., -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if top_p < 1.0:
+        sorted_logits, order = torch.sort(logits, descending=True, dim=-1)
+        probs = sorted_logits.softmax(-1)
+        cum = probs.cumsum(-1)
+        remove = cum - probs > top_p  # keep the smallest prefix whose mass reaches top_p
+        remove[..., 0] = False
+        logits = logits.masked_fill(remove.scatter(-1, order, remove), float("-inf"))
+    return logits
+
+
+def draw(logits: torch.Tensor, temperature: float, top_k: int, top_p: float,
+         generator: torch.Generator | None) -> torch.Tensor:
+    """Pick one token per row of ``(B, V)`` logits."""
+    if temperature == 0:
+        return logits.argmax(-1)
+    logits = filter_logits(logits.float() / temperature, top_k, top_p)
+    probs = logits.softmax(-1)
+    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+
+
+def _step_input(model, ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Embed one new token per row and extend mask/positions. ``ids (B,) -> (B, 1, D)``."""
+    embeds = model.backbone.embed(ids[:, None])
+    mask = torch.cat([mask, mask.new_ones(mask.shape[0], 1)], dim=1)
+    pos = (mask.sum(-1, keepdim=True) - 1)  # (B, 1)
+    return embeds, mask, pos
+
+
+@torch.no_grad()
+def generate_acoustic(
+    model,
+    prompts: Sequence[Example],
+    *,
+    num_frames: Sequence[int | None],
+    sampling: SamplingConfig = SamplingConfig(),
+    generator: torch.Generator | None = None,
+    unconditional: Sequence[Example] | None = None,
+) -> list[torch.Tensor]:
+    """Generate codebook-1 codes for each prompt.
+
+    :param num_frames: per prompt, the exact number of frames to produce (``</Audio>`` is
+        disallowed before it), or ``None``: stop at ``</Audio>`` or at ``sampling.max_seconds``.
+    :param unconditional: condition-free prompts, required when ``guidance_scale != 1``.
+    :return: per prompt, ``(S_i,)`` codes in ``[0, K)``.
+    """
+    backbone, special = model.backbone, model.backbone.special
+    B = len(prompts)
+    K, offset, end = special.acoustic_size, special.acoustic_offset, special.audio_end
+    guided = sampling.guidance_scale != 1.0
+    if guided and (unconditional is None or len(unconditional) != B):
+        raise InputError("classifier-free guidance needs one unconditional prompt per prompt")
+    cap = model.decoder.frames_for(sampling.max_seconds)
+    targets = [n if n is not None else None for n in num_frames]
+    limit = max([n for n in targets if n is not None] + ([cap] if None in targets else []))
+    device = model.device
+    exact = torch.tensor([n if n is not None else -1 for n in targets], device=device)
+
+    batch = collate(list(prompts) + (list(unconditional) if guided else []), model, with_targets=False)
+    mask = batch.mask
+    out = backbone(batch.embeds, mask, position_ids=(mask.cumsum(-1) - 1).clamp(min=0), use_cache=True)
+    hidden, past = out.hidden[:, -1:], out.past  # (B', 1, D)
+
+    codes = torch.zeros(B, limit, dtype=torch.long, device=device)
+    lengths = torch.full((B,), limit, dtype=torch.long, device=device)
+    done = torch.zeros(B, dtype=torch.bool, device=device)
+    for step in range(limit):
+        logits = torch.cat([
+            backbone.logits(hidden, rows=slice(offset, offset + K)),
+            backbone.logits(hidden, rows=slice(end, end + 1)),
+        ], dim=-1)[:, 0].float()  # (B', K + 1)
+        if guided:
+            cond, uncond = logits[:B], logits[B:]
+            logits = uncond + sampling.guidance_scale * (cond - uncond)
+        must_continue = (exact > step)
+        logits[must_continue, K] = float("-inf")
+        tok = draw(logits, sampling.temperature, sampling.top_k, sampling.top_p, generator)  # (B,)
+        must_stop = (exact == step) | (step == limit - 1) & (exact < 0)
+        tok = torch.where(must_stop, torch.full_like(tok, K), tok)
+        newly = (tok == K) & ~done
+        lengths[newly] = step
+        done |= tok == K
+        codes[:, step] = torch.where(done, torch.zeros_like(tok), tok)
+        if bool(done.all()):
+            break
+        ids = torch.where(tok == K, torch.full_like(tok, end), tok + offset)
+        if guided:
+            ids = torch.cat([ids, ids])
+        embeds, mask, pos = _step_input(model, ids, mask)
+        out = backbone(embeds, mask, position_ids=pos, past=past, use_cache=True)
+        hidden, past = out.hidden, out.past
+    return [codes[i, : int(lengths[i])] for i in range(B)]
+
+
+def _text_blocklist(model) -> torch.Tensor:
+    """Token ids a caption may not contain: acoustic tokens, markers, padding, bos."""
+    special = model.backbone.special
+    blocked = list(special.acoustic_ids()) + [special.audio_start, special.audio_end,
+                                              special.video_start, special.video_end, special.pad]
+    if special.bos is not None and special.bos != special.eos:
+        blocked.append(special.bos)
+    return torch.tensor(sorted(set(blocked) - {special.eos}), dtype=torch.long)
+
+
+@torch.no_grad()
+def generate_text(
+    model,
+    prompts: Sequence[Example],
+    decoding: TextDecodingConfig = TextDecodingConfig(),
+    generator: torch.Generator | None = None,
+) -> list[list[int]]:
+    """Generate caption ids (eos excluded) for each prompt."""
+    if decoding.strategy == "beam":
+        return [_beam_search(model, p, decoding) for p in prompts]
+    backbone, eos = model.backbone, model.backbone.special.eos
+    blocked = _text_blocklist(model).to(model.device)
+    batch = collate(list(prompts), model, with_targets=False)
+    mask = batch.mask
+    out = backbone(batch.embeds, mask, position_ids=(mask.cumsum(-1) - 1).clamp(min=0), use_cache=True)
+    hidden, past = out.hidden[:, -1:], out.past
+    B = len(prompts)
+    result: list[list[int]] = [[] for _ in range(B)]
+    done = torch.zeros(B, dtype=torch.bool)
+    temperature = 0.0 if decoding.strategy == "greedy" else decoding.temperature
+    for _ in range(decoding.max_tokens):
+        logits = backbone.logits(hidden)[:, 0].float()  # (B, V)
+        logits[:, blocked] = float("-inf")
+        tok = draw(logits, temperature, decoding.top_k, decoding.top_p, generator)
+        for i in range(B):
+            if not done[i]:
+                if int(tok[i]) == eos:
+                    done[i] = True
+                else:
+                    result[i].append(int(tok[i]))
+        if bool(done.all()):
+            break
+        embeds, mask, pos = _step_input(model, tok, mask)
+        out = backbone(embeds, mask, position_ids=pos, past=past, use_cache=True)
+        hidden, past = out.hidden, out.past
+    return result
+
+
+def _beam_search(model, prompt: Example, decoding: TextDecodingConfig) -> list[int]:
+    """Beam search for one prompt; beams run as a batch and re-run the prefix each step
+    (captions are short; this keeps the backbone's cache format opaque)."""
+    backbone, eos = model.backbone, model.backbone.special.eos
+    blocked = _text_blocklist(model).to(model.device)
+    n = decoding.num_beams
+    beams: list[tuple[list[int], float]] = [([], 0.0)]
+    finished: list[tuple[list[int], float]] = []
+    for _ in range(decoding.max_tokens):
+        examples = [attrs.evolve(prompt, target=torch.tensor(ids, dtype=torch.long)) for ids, _ in beams]
+        batch = collate(examples, model, with_targets=True)
+        out = backbone(batch.embeds, batch.mask, position_ids=(batch.mask.cumsum(-1) - 1).clamp(min=0))
+        logits = backbone.logits(out.hidden[:, -1:])[:, 0].float()
+        logits[:, blocked] = float("-inf")
+        logp = logits.log_softmax(-1)  # (beams, V)
+        candidates = []
+        for b, (ids, score) in enumerate(beams):
+            top = torch.topk(logp[b], n)
+            for lp, tok in zip(top.values.tolist(), top.indices.tolist()):
+                candidates.append((ids + [tok], score + lp))
+        candidates.sort(key=lambda c: c[1], reverse=True)
+        beams = []
+        for ids, score in candidates:
+            if ids[-1] == eos:
+                finished.append((ids[:-1], score / max(1, len(ids)) ** decoding.length_penalty))
+            else:
+                beams.append((ids, score))
+            if len(beams) == n:
+                break
+        if len(finished) >= n or not beams:
+            break
+    finished += [(ids, s / max(1, len(ids)) ** decoding.length_penalty) for ids, s in beams]
+    return max(finished, key=lambda c: c[1])[0]

@@ -1,0 +1,138 @@
+"""The launcher's TOML schema: component sections plus run-level sections.
+
+::
+
+    [decoder]        name = "encodec"  + that plugin's config keys
+    [backbone]       name = "gemma"    + ...
+    [refiner]        name = "nar"      (optional)
+    [audio_encoder]  name = "clap"     (optional: enables audio -> text)
+    [video_encoder]  name = "rgb-flow" (optional: enables video -> audio)
+    [prompts]        instruction texts
+    [run]            name, out_dir, seed, stages, device
+    [generate]       sampling and caption decoding
+    …                sections other stages add to :data:`SECTIONS`
+
+Component sections are checked against the config class of the plugin they name; the
+others against the attrs classes in :data:`SECTIONS`. Unknown sections and keys are errors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from c3llm.core.config import field, from_mapping, in_range, to_mapping
+from c3llm.core.errors import ConfigError, did_you_mean
+from c3llm.core.generation import SamplingConfig, TextDecodingConfig
+from c3llm.core.sequence import PromptConfig
+
+#: component section -> role
+COMPONENT_SECTIONS: dict[str, str] = {
+    "decoder": "decoder",
+    "audio_encoder": "encoder",
+    "video_encoder": "encoder",
+    "backbone": "backbone",
+    "refiner": "refiner",
+}
+REQUIRED_COMPONENTS = ("decoder", "backbone")
+
+STAGES = ("train-codec", "prepare", "train", "generate", "evaluate")
+
+
+@attrs.frozen(kw_only=True)
+class RunSection:
+    """Where and how a launcher run happens."""
+
+    name: str = field("run", help="run name (folder under out_dir)")
+    out_dir: str = field("runs", path=True, help="parent folder of run folders")
+    seed: int = field(0, help="global seed")
+    stages: tuple[str, ...] = field((), help=f"stages `c3llm-run CONFIG` runs, from {STAGES}")
+    device: str = field("cpu", help="torch device")
+    projector_hidden: int | None = field(None, validator=in_range(1), help="projector MLP width")
+
+    def __attrs_post_init__(self) -> None:
+        for stage in self.stages:
+            if stage not in STAGES:
+                raise ValueError(f"unknown stage {stage!r}.{did_you_mean(stage, STAGES)} Stages: {', '.join(STAGES)}")
+
+    @property
+    def directory(self) -> Path:
+        return Path(self.out_dir) / self.name
+
+
+@attrs.frozen(kw_only=True)
+class GenerateSection:
+    """Defaults for generation (SDK calls can override each)."""
+
+    sampling: SamplingConfig = field(factory=SamplingConfig)
+    text: TextDecodingConfig = field(factory=TextDecodingConfig)
+    duration: float | None = field(None, validator=in_range(0.0, low_open=True), help="seconds of T2A audio")
+
+
+#: run-level section name -> attrs class. Stages register theirs here.
+SECTIONS: dict[str, type] = {
+    "run": RunSection,
+    "prompts": PromptConfig,
+    "generate": GenerateSection,
+}
+
+
+@attrs.frozen
+class RunConfig:
+    """A validated launcher config.
+
+    :ivar components: section -> ``{"name": ..., **params}`` exactly as given (validated).
+    :ivar sections: section -> attrs instance (defaults for absent sections).
+    """
+
+    components: dict[str, dict[str, Any]]
+    sections: dict[str, Any]
+    base_dir: Path | None = None
+
+    def __getattr__(self, name: str) -> Any:  # cfg.run, cfg.generate, …
+        sections = object.__getattribute__(self, "sections")
+        if name in sections:
+            return sections[name]
+        raise AttributeError(name)
+
+    def to_mapping(self, registry=None) -> dict[str, Any]:
+        """Plain data with every default filled in (component defaults need ``registry``)."""
+        data: dict[str, Any] = {}
+        for section, spec in self.components.items():
+            if registry is not None:
+                entry, config = registry.make_config(COMPONENT_SECTIONS[section], spec, where=section,
+                                                     base_dir=self.base_dir)
+                data[section] = {"name": entry.name, **to_mapping(config)}
+            else:
+                data[section] = dict(spec)
+        for name, value in self.sections.items():
+            data[name] = to_mapping(value)
+        return data
+
+
+def parse_run_config(data: Mapping[str, Any], *, base_dir: Path | None = None, registry=None) -> RunConfig:
+    """Validate a launcher config mapping (strictly; see module doc)."""
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"a config must be a table, got {type(data).__name__}")
+    known = list(COMPONENT_SECTIONS) + list(SECTIONS)
+    for key in data:
+        if key not in known:
+            raise ConfigError(f"unknown section [{key}].{did_you_mean(key, known)} Sections: {', '.join(known)}.")
+    for section in REQUIRED_COMPONENTS:
+        if section not in data:
+            raise ConfigError(f"missing section [{section}] (needs at least name = \"...\")")
+    components = {}
+    for section, role in COMPONENT_SECTIONS.items():
+        if section not in data:
+            continue
+        spec = data[section]
+        spec = {"name": spec} if isinstance(spec, str) else spec
+        if registry is not None:
+            registry.make_config(role, spec, where=section, base_dir=base_dir)  # validate now
+        components[section] = dict(spec)
+    sections = {name: from_mapping(cls, data.get(name, {}), where=name, base_dir=base_dir)
+                for name, cls in SECTIONS.items()}
+    return RunConfig(components, sections, base_dir)

@@ -1,0 +1,180 @@
+"""``c3llm-run``: the config launcher.
+
+``c3llm-run CONFIG.toml`` runs the stages the config's ``[run] stages`` names; subcommands
+run one stage or inspect the installation. Errors print as one line (``--debug`` for the
+traceback) and exit non-zero.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+from c3llm.core.errors import C3LLMError
+
+log = logging.getLogger("c3llm")
+
+EXIT_USER_ERROR = 2
+
+
+class Launcher(click.Group):
+    """A group where ``c3llm-run CONFIG.toml …`` means ``c3llm-run run CONFIG.toml …``."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        first = next((i for i, a in enumerate(args) if not a.startswith("-")), None)
+        # skip values of the group's own options (-p NAME)
+        while first is not None and first > 0 and args[first - 1] in ("-p", "--plugin"):
+            rest = next((i for i, a in enumerate(args[first + 1:], first + 1) if not a.startswith("-")), None)
+            first = rest
+        if first is not None and args[first] not in self.commands and args[first].endswith((".toml", ".json")):
+            args = args[:first] + ["run"] + args[first:]
+        return super().parse_args(ctx, args)
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except C3LLMError as exc:
+            if ctx.obj and ctx.obj.get("debug"):
+                raise
+            click.echo(f"error: {exc}", err=True)
+            ctx.exit(EXIT_USER_ERROR)
+
+
+def _setup_logging(verbose: int) -> None:
+    level = logging.WARNING - 10 * min(verbose, 2) if verbose else logging.INFO
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+
+
+@click.group(cls=Launcher, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-p", "--plugin", "blocked", multiple=True, metavar="no:NAME",
+              help="Block a plugin by entry-point name (repeatable), e.g. -p no:clap.")
+@click.option("--debug", is_flag=True, help="Show tracebacks instead of one-line errors.")
+@click.option("-v", "--verbose", count=True, help="More logging (-vv for debug).")
+@click.version_option(package_name="c3llm")
+@click.pass_context
+def main(ctx: click.Context, blocked: tuple[str, ...], debug: bool, verbose: int) -> None:
+    """C3LLM launcher: `c3llm-run CONFIG.toml` runs the stages the config names."""
+    _setup_logging(verbose)
+    names = []
+    for item in blocked:
+        if not item.startswith("no:") or len(item) <= 3:
+            raise click.BadParameter(f"expected no:NAME, got {item!r}", param_hint="-p")
+        names.append(item[3:])
+    ctx.obj = {"debug": debug, "disabled": tuple(names)}
+
+
+def config_options(func):
+    """``CONFIG`` argument with ``--set`` overrides."""
+
+    @click.argument("config", type=click.Path(dir_okay=False, path_type=Path))
+    @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+                  help="Override a config value, e.g. --set backbone.lora_r=32 (repeatable).")
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        return func(*args, **kwargs)
+
+    return wrapper
+
+
+def load_run_config(ctx: click.Context, config: Path, overrides: tuple[str, ...]):
+    from c3llm.core.config import apply_overrides, load_file
+    from c3llm.core.registry import get_registry
+    from c3llm.core.run_config import parse_run_config
+
+    registry = get_registry(ctx.obj["disabled"])
+    data = apply_overrides(load_file(config), overrides)
+    return parse_run_config(data, base_dir=config.resolve().parent, registry=registry), registry
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+def plugins(ctx: click.Context, as_json: bool) -> None:
+    """List registered components by role, with provider and version."""
+    from c3llm.core.registry import get_registry
+
+    registry = get_registry(ctx.obj["disabled"])
+    specs = registry.specs()
+    if as_json:
+        click.echo(json.dumps([
+            {"role": s.role, "name": s.name, "plugin": s.plugin, "distribution": s.distribution,
+             "version": s.version, "description": s.description} for s in specs
+        ], indent=2))
+        return
+    role = None
+    for s in specs:
+        if s.role != role:
+            role = s.role
+            click.echo(f"{role}:")
+        desc = f" — {s.description}" if s.description else ""
+        click.echo(f"  {s.name:<18} {s.provider}{desc}")
+
+
+@main.command("run")
+@config_options
+@click.option("--dry-run", is_flag=True, help="Print the resolved config (all defaults filled) and stop.")
+@click.option("--stage", "stages", multiple=True, help="Run these stages instead of [run] stages.")
+@click.pass_context
+def run_cmd(ctx: click.Context, config: Path, overrides: tuple[str, ...], dry_run: bool,
+            stages: tuple[str, ...]) -> None:
+    """Run the stages a config names (or print it resolved with --dry-run)."""
+    import tomli_w
+
+    from c3llm.core.config import strip_none
+
+    run_config, registry = load_run_config(ctx, config, overrides)
+    if dry_run:
+        click.echo(tomli_w.dumps(strip_none(run_config.to_mapping(registry))))
+        return
+    from c3llm.core.stages import run_stages
+
+    run_stages(run_config, stages or run_config.run.stages, registry=registry)
+
+
+@main.command()
+@click.option("--checkpoint", type=click.Path(path_type=Path), help="A saved pipeline or run directory.")
+@click.option("--config", "config", type=click.Path(dir_okay=False, path_type=Path),
+              help="Build from a config instead of a checkpoint (untrained unless it loads weights).")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Config overrides (with --config).")
+@click.option("--text", help="Caption for text-to-audio (or with --video: video+text-to-audio).")
+@click.option("--video", type=click.Path(dir_okay=False, path_type=Path), help="Video for video-to-audio.")
+@click.option("--audio", type=click.Path(dir_okay=False, path_type=Path), help="Audio to caption.")
+@click.option("--duration", type=float, help="Seconds of audio to generate.")
+@click.option("--seed", type=int, help="Seed for sampling.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Where to write the WAV.")
+@click.pass_context
+def generate(ctx, checkpoint, config, overrides, text, video, audio, duration, seed, out) -> None:
+    """Generate audio from --text/--video, or a caption from --audio."""
+    from c3llm.core.errors import InputError
+    from c3llm.sdk.pipeline import Pipeline
+
+    if (checkpoint is None) == (config is None):
+        raise InputError("give exactly one of --checkpoint DIR or --config FILE")
+    if audio is None and text is None and video is None:
+        raise InputError("nothing to do: give --text, --video or --audio")
+    if audio is not None and (text or video):
+        raise InputError("--audio (captioning) cannot be combined with --text/--video")
+    if checkpoint is not None:
+        pipe = Pipeline.from_pretrained(checkpoint, disabled_plugins=ctx.obj["disabled"])
+    else:
+        pipe = Pipeline.from_config(config, overrides, disabled_plugins=ctx.obj["disabled"])
+    if audio is not None:
+        click.echo(pipe.audio_to_text(audio, seed=seed))
+        return
+    if out is None:
+        raise InputError("--out FILE.wav is required for audio generation")
+    if video is not None:
+        result = pipe.video_to_audio(video, text=text, duration=duration, seed=seed)
+    else:
+        result = pipe.text_to_audio(text, duration=duration, seed=seed)
+    result.save(out)
+    click.echo(f"wrote {out} ({result.duration:.2f} s at {result.sample_rate} Hz)")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

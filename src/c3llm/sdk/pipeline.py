@@ -1,0 +1,246 @@
+"""``Pipeline``: the Python entry point — build, save, load, and run the three tasks."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import attrs
+import torch
+
+from c3llm.core.builder import assemble, build_components, load_model, save_model
+from c3llm.core.config import apply_overrides, from_mapping, load_file
+from c3llm.core.errors import CheckpointError, InputError
+from c3llm.core.generation import SamplingConfig, TextDecodingConfig, generate_acoustic, generate_text
+from c3llm.core.media import Audio, Video, load_audio, load_video
+from c3llm.core.model import C3LLM
+from c3llm.core.registry import get_registry
+from c3llm.core.run_config import GenerateSection, parse_run_config
+from c3llm.core.sequence import PromptConfig
+
+log = logging.getLogger(__name__)
+
+MAX_TEXT_CHARS = 2000
+
+
+class Pipeline:
+    """A built C3LLM model with the task methods.
+
+    Build it with :meth:`from_plugins`, :meth:`from_config` or :meth:`from_pretrained`.
+    The first generation call merges LoRA weights for speed (``fast_inference=True``);
+    save before generating if you mean to keep training.
+    """
+
+    def __init__(self, model: C3LLM, *, generate: GenerateSection = GenerateSection(),
+                 fast_inference: bool = True):
+        self.model = model
+        self.generate_defaults = generate
+        self.fast_inference = fast_inference
+        self._inference_ready = False
+
+    # -- construction ---------------------------------------------------------------------
+
+    @classmethod
+    def from_plugins(
+        cls,
+        *,
+        decoder: str | Mapping[str, Any],
+        backbone: str | Mapping[str, Any],
+        refiner: str | Mapping[str, Any] | None = None,
+        audio_encoder: str | Mapping[str, Any] | None = None,
+        video_encoder: str | Mapping[str, Any] | None = None,
+        prompts: PromptConfig | Mapping[str, Any] | None = None,
+        generate: GenerateSection | Mapping[str, Any] | None = None,
+        projector_hidden: int | None = None,
+        device: str = "cpu",
+        disabled_plugins: Iterable[str] = (),
+    ) -> Pipeline:
+        """Build from registered component names, or ``{"name": ..., **config}`` mappings."""
+        specs = {"decoder": decoder, "backbone": backbone, "refiner": refiner,
+                 "audio_encoder": audio_encoder, "video_encoder": video_encoder}
+        specs = {k: v for k, v in specs.items() if v is not None}
+        registry = get_registry(disabled_plugins)
+        components = build_components(registry, specs)
+        prompts = from_mapping(PromptConfig, prompts or {}, where="prompts")
+        generate = from_mapping(GenerateSection, generate or {}, where="generate")
+        model = assemble(components, prompts=prompts, projector_hidden=projector_hidden)
+        return cls(model.to(device), generate=generate)
+
+    @classmethod
+    def from_config(cls, source: str | Path | Mapping[str, Any], overrides: Sequence[str] = (),
+                    disabled_plugins: Iterable[str] = ()) -> Pipeline:
+        """Build from a launcher TOML file (or its mapping); ``overrides`` like ``"backbone.lora_r=8"``."""
+        base_dir = None
+        if isinstance(source, (str, Path)):
+            base_dir = Path(source).resolve().parent
+            data = load_file(source)
+        else:
+            data = dict(source)
+        data = apply_overrides(data, overrides)
+        registry = get_registry(disabled_plugins)
+        config = parse_run_config(data, base_dir=base_dir, registry=registry)
+        components = build_components(registry, config.components,
+                                      base_dirs={k: base_dir for k in config.components})
+        model = assemble(components, prompts=config.prompts, projector_hidden=config.run.projector_hidden)
+        return cls(model.to(config.run.device), generate=config.generate)
+
+    def save_pretrained(self, directory: str | Path) -> Path:
+        """Write weights (safetensors), configs and plugin versions to ``directory``."""
+        if self._inference_ready and self.fast_inference:
+            raise CheckpointError(
+                "this pipeline merged its adapters for fast generation and can no longer be saved "
+                "faithfully; save before the first generation call, or build with fast_inference=False"
+            )
+        from c3llm.core.config import to_mapping
+
+        return save_model(self.model, Path(directory), extra={"generate": to_mapping(self.generate_defaults)})
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path, *, device: str = "cpu",
+                        disabled_plugins: Iterable[str] = ()) -> Pipeline:
+        """Load a directory written by :meth:`save_pretrained` (or a run folder holding one)."""
+        model, record = load_model(get_registry(disabled_plugins), Path(directory))
+        generate = from_mapping(GenerateSection, record.get("generate", {}), where="generate")
+        return cls(model.to(device), generate=generate)
+
+    # -- tasks ----------------------------------------------------------------------------
+
+    def text_to_audio(self, text: str | Sequence[str], *, duration: float | None = None,
+                      seed: int | None = None, **sampling: Any) -> Audio | list[Audio]:
+        """Generate audio from caption(s).
+
+        :param duration: seconds (default: the config's ``generate.duration``, else the model
+            decides when to stop, up to ``sampling.max_seconds``).
+        :param sampling: overrides of :class:`SamplingConfig` (temperature, top_k, top_p,
+            guidance_scale, max_seconds).
+        """
+        texts, single = _as_list(text, str, "text")
+        for t in texts:
+            _check_text(t)
+        duration = duration if duration is not None else self.generate_defaults.duration
+        _check_duration(duration)
+        self._ready()
+        seq = self.model.sequences
+        prompts = [seq.text_to_audio(t) for t in texts]
+        audios = self._audio(prompts, [seq.unconditional_audio() for _ in texts], [duration] * len(texts),
+                             captions=texts, video=[None] * len(texts), seed=seed, sampling=sampling)
+        return audios[0] if single else audios
+
+    def video_to_audio(self, video: str | Path | Video | Sequence[str | Path | Video], *,
+                       text: str | Sequence[str] | None = None, duration: float | None = None,
+                       seed: int | None = None, **sampling: Any) -> Audio | list[Audio]:
+        """Generate audio for video(s); it lasts as long as each video unless ``duration`` says.
+
+        :param text: optional caption(s) conditioning jointly with the video (V+T -> A).
+        """
+        videos, single = _as_list(video, (str, Path, Video), "video")
+        videos = [v if isinstance(v, Video) else load_video(v) for v in videos]
+        texts = [None] * len(videos)
+        if text is not None:
+            texts, _ = _as_list(text, str, "text")
+            if len(texts) != len(videos):
+                raise InputError(f"got {len(videos)} videos but {len(texts)} texts")
+            for t in texts:
+                _check_text(t)
+        _check_duration(duration)
+        self._ready()
+        feats = self.model.encode_media("video", videos)
+        seq = self.model.sequences
+        prompts = [seq.video_to_audio(f, caption=t) for f, t in zip(feats, texts)]
+        durations = [duration if duration is not None else v.duration for v in videos]
+        audios = self._audio(prompts, [seq.unconditional_audio() for _ in videos], durations,
+                             captions=texts, video=feats, seed=seed, sampling=sampling)
+        return audios[0] if single else audios
+
+    def audio_to_text(self, audio: str | Path | Audio | Sequence[str | Path | Audio], *,
+                      seed: int | None = None, **decoding: Any) -> str | list[str]:
+        """Caption audio. ``decoding``: overrides of :class:`TextDecodingConfig`
+        (strategy "greedy" | "beam" | "sample", num_beams, max_tokens, temperature, top_k, top_p)."""
+        audios, single = _as_list(audio, (str, Path, Audio), "audio")
+        audios = [a if isinstance(a, Audio) else load_audio(a) for a in audios]
+        for a in audios:
+            if a.num_samples == 0:
+                raise InputError("audio has no samples")
+        config = _evolve(self.generate_defaults.text, decoding, "decoding")
+        self._ready()
+        feats = self.model.encode_media("audio", audios)
+        prompts = [self.model.sequences.audio_to_text(f) for f in feats]
+        ids = generate_text(self.model, prompts, config, generator=self._generator(seed))
+        texts = [self.model.backbone.detokenize(i) for i in ids]
+        return texts[0] if single else texts
+
+    # -- internals ------------------------------------------------------------------------
+
+    def _ready(self) -> None:
+        if not self._inference_ready:
+            self.model.eval()
+            if self.fast_inference:
+                self.model.backbone.prepare_for_inference()
+            self._inference_ready = True
+
+    def _generator(self, seed: int | None) -> torch.Generator | None:
+        if seed is None:
+            return None
+        return torch.Generator(device=self.model.device).manual_seed(int(seed))
+
+    @torch.no_grad()
+    def _audio(self, prompts, uncond, durations, *, captions, video, seed, sampling) -> list[Audio]:
+        config: SamplingConfig = _evolve(self.generate_defaults.sampling, sampling, "sampling")
+        decoder = self.model.decoder
+        frames = [decoder.frames_for(d) if d is not None else None for d in durations]
+        codes = generate_acoustic(self.model, prompts, num_frames=frames, sampling=config,
+                                  generator=self._generator(seed),
+                                  unconditional=uncond if config.guidance_scale != 1.0 else None)
+        lengths = [c.shape[0] for c in codes]
+        width = max(lengths)
+        coarse = torch.zeros(len(codes), 1, width, dtype=torch.long, device=self.model.device)
+        code_mask = torch.zeros(len(codes), width, dtype=torch.bool, device=self.model.device)
+        for i, c in enumerate(codes):
+            coarse[i, 0, : len(c)] = c
+            code_mask[i, : len(c)] = True
+        full = coarse
+        if self.model.refiner is not None:
+            cond, cond_mask = self.model.condition(captions, video)
+            full = self.model.refiner.refine(cond, cond_mask, coarse, code_mask)
+        wav = decoder.decode(full)  # (B, C, T)
+        out = []
+        for i, (n, d) in enumerate(zip(lengths, durations)):
+            samples = round(d * decoder.sample_rate) if d is not None else round(n * decoder.sample_rate / decoder.frame_rate)
+            out.append(Audio(wav[i, :, : min(samples, wav.shape[-1])].float().cpu(), int(decoder.sample_rate)))
+        return out
+
+
+def _as_list(value: Any, types: Any, what: str) -> tuple[list, bool]:
+    if isinstance(value, types):
+        return [value], True
+    if isinstance(value, Sequence) and not isinstance(value, (str, bytes)):
+        items = list(value)
+        if not items:
+            raise InputError(f"{what}: got an empty list")
+        for item in items:
+            if not isinstance(item, types):
+                raise InputError(f"{what}: unsupported item {item!r} ({type(item).__name__})")
+        return items, False
+    raise InputError(f"{what}: unsupported input {value!r} ({type(value).__name__})")
+
+
+def _check_text(text: str) -> None:
+    if not text.strip():
+        raise InputError("text is empty; describe the sound to generate")
+    if len(text) > MAX_TEXT_CHARS:
+        raise InputError(f"text is {len(text)} characters long; at most {MAX_TEXT_CHARS} are accepted")
+
+
+def _check_duration(duration: float | None) -> None:
+    if duration is not None and not (isinstance(duration, (int, float)) and 0 < duration < 3600):
+        raise InputError(f"duration must be a positive number of seconds, got {duration!r}")
+
+
+def _evolve(config: Any, overrides: Mapping[str, Any], where: str) -> Any:
+    if not overrides:
+        return config
+    from c3llm.core.config import to_mapping
+
+    return from_mapping(type(config), {**to_mapping(config), **overrides}, where=where)
