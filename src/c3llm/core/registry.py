@@ -43,6 +43,10 @@ DISABLE_ENV = "C3LLM_DISABLE_PLUGINS"
 #: Built-in plugins: entry-point name -> module. Mirrors ``[project.entry-points.c3llm]``.
 BUILTIN_PLUGINS: dict[str, str] = {
     "nar": "c3llm.plugins.refiners.nar",
+    "audiocaps": "c3llm.plugins.datasets.audiocaps",
+    "clotho": "c3llm.plugins.datasets.clotho",
+    "vggsound": "c3llm.plugins.datasets.vggsound",
+    "vas": "c3llm.plugins.datasets.vas",
 }
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
