@@ -42,6 +42,8 @@ DISABLE_ENV = "C3LLM_DISABLE_PLUGINS"
 
 #: Built-in plugins: entry-point name -> module. Mirrors ``[project.entry-points.c3llm]``.
 BUILTIN_PLUGINS: dict[str, str] = {
+    "gemma": "c3llm.plugins.backbones.gemma",
+    "llama": "c3llm.plugins.backbones.llama",
     "nar": "c3llm.plugins.refiners.nar",
     "audiocaps": "c3llm.plugins.datasets.audiocaps",
     "clotho": "c3llm.plugins.datasets.clotho",
