@@ -49,6 +49,8 @@ BUILTIN_PLUGINS: dict[str, str] = {
     "clotho": "c3llm.plugins.datasets.clotho",
     "vggsound": "c3llm.plugins.datasets.vggsound",
     "vas": "c3llm.plugins.datasets.vas",
+    "clap": "c3llm.plugins.encoders.clap",
+    "rgb-flow": "c3llm.plugins.encoders.rgb_flow",
 }
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
