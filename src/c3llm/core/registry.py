@@ -49,6 +49,7 @@ BUILTIN_PLUGINS: dict[str, str] = {
     "clotho": "c3llm.plugins.datasets.clotho",
     "vggsound": "c3llm.plugins.datasets.vggsound",
     "vas": "c3llm.plugins.datasets.vas",
+    "synthetic": "c3llm.plugins.datasets.synthetic",
     "clap": "c3llm.plugins.encoders.clap",
     "rgb-flow": "c3llm.plugins.encoders.rgb_flow",
 }
