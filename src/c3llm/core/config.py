@@ -141,7 +141,17 @@ def from_mapping(cls: type[C], data: Any, *, where: str = "", base_dir: Path | N
 
 def to_mapping(config: Any) -> dict[str, Any]:
     """An attrs config as plain JSON/TOML-able data (tuples become lists)."""
-    return attrs.asdict(config, recurse=True, retain_collection_types=False)
+    return _plain(attrs.asdict(config, recurse=True))
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    return value
 
 
 def strip_none(data: Any) -> Any:

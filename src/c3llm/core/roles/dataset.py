@@ -52,6 +52,10 @@ class Dataset(Component, abc.ABC):
     def __len__(self) -> int:
         return sum(1 for _ in self)
 
+    def ensure_available(self, *, progress: bool = True) -> None:
+        """Make the data exist if this dataset can create it (the synthetic world writes
+        itself); otherwise check nothing and return. Called by the launcher before use."""
+
     @property
     def root(self) -> Path:
         """Directory the manifest's relative media paths are resolved against."""

@@ -1,0 +1,181 @@
+"""Multi-task batches (T2A, V2A, VT2A, A2T for the LM; text/video-conditioned NAR) and
+the two training objectives (paper eq. 1 and eq. 2).
+
+A training item is a mapping with ``id``, ``codes`` ``(Q, S)``, optional ``audio``
+``(N, D_audio)`` and ``video`` ``(N, D_video)`` encoder features, and ``captions``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import attrs
+import torch
+from torch import nn
+
+from c3llm.core.config import field, in_range
+from c3llm.core.errors import InputError
+from c3llm.core.losses import lm_token_losses
+from c3llm.core.sequence import Example, collate
+
+LM_TASKS = ("t2a", "v2a", "vt2a", "a2t")
+NEEDS = {"t2a": ("codes", "captions"), "v2a": ("codes", "video"), "vt2a": ("codes", "video", "captions"),
+         "a2t": ("audio", "captions")}
+
+
+@attrs.frozen(kw_only=True)
+class TaskWeights:
+    """Relative frequency of each task in a batch (0 disables it)."""
+
+    t2a: float = field(1.0, validator=in_range(0.0))
+    v2a: float = field(1.0, validator=in_range(0.0))
+    vt2a: float = field(0.0, validator=in_range(0.0), help="video + text -> audio (beyond the paper)")
+    a2t: float = field(1.0, validator=in_range(0.0))
+
+
+def _has(item: Mapping[str, Any], key: str) -> bool:
+    value = item.get(key)
+    return value is not None and (len(value) > 0)
+
+
+def _generator(seed: int, index: int, rank: int) -> torch.Generator:
+    return torch.Generator().manual_seed((seed * 1_000_003 + index * 7_919 + rank * 104_729) % (2**63))
+
+
+class TaskSampler:
+    """Draws a deterministic multi-task batch for ``(index, rank)``.
+
+    :param cond_dropout: probability of replacing an audio-generation prompt by the
+        unconditional one (trains classifier-free guidance).
+    """
+
+    def __init__(self, items: Sequence[Mapping[str, Any]], builder, weights: TaskWeights, batch_size: int,
+                 *, seed: int = 0, cond_dropout: float = 0.0):
+        self.builder, self.batch_size, self.seed, self.cond_dropout = builder, batch_size, seed, cond_dropout
+        self.pools = {t: [it for it in items if all(_has(it, k) for k in NEEDS[t])] for t in LM_TASKS}
+        w = [getattr(weights, t) if self.pools[t] else 0.0 for t in LM_TASKS]
+        if sum(w) == 0:
+            raise InputError("no training task has data: check that prepare produced codes/features and captions")
+        self.weights = torch.tensor(w, dtype=torch.float64)
+
+    def __call__(self, index: int, rank: int = 0) -> list[Example]:
+        g = _generator(self.seed, index, rank)
+        tasks = torch.multinomial(self.weights, self.batch_size, replacement=True, generator=g).tolist()
+        batch = []
+        for t in tasks:
+            task = LM_TASKS[t]
+            pool = self.pools[task]
+            item = pool[int(torch.randint(len(pool), (1,), generator=g))]
+            captions = item.get("captions") or ()
+            caption = captions[int(torch.randint(len(captions), (1,), generator=g))] if captions else None
+            drop = float(torch.rand((), generator=g)) < self.cond_dropout
+            codes = item["codes"][0] if "codes" in NEEDS[task] else None
+            if task != "a2t" and drop:
+                batch.append(self.builder.unconditional_audio(codes))
+            elif task == "t2a":
+                batch.append(self.builder.text_to_audio(caption, codes))
+            elif task == "v2a":
+                batch.append(self.builder.video_to_audio(item["video"], codes))
+            elif task == "vt2a":
+                batch.append(self.builder.video_to_audio(item["video"], codes, caption=caption))
+            else:
+                batch.append(self.builder.audio_to_text(item["audio"], caption))
+        return batch
+
+
+class LMObjective(nn.Module):
+    """Eq. 1 over a mixed batch; logs the loss of each task present."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, examples: Sequence[Example]) -> tuple[torch.Tensor, dict[str, float]]:
+        batch = collate(examples, self.model)
+        losses, rows = lm_token_losses(self.model.backbone, batch)
+        logs = {"loss": float(losses.mean()) if losses.numel() else 0.0}
+        tasks = [ex.task for ex in examples]
+        for task in sorted(set(tasks)):
+            sel = torch.tensor([tasks[r] == task for r in rows.tolist()], dtype=torch.bool)
+            if bool(sel.any()):
+                logs[f"loss_{task}"] = float(losses[sel].mean())
+        return losses.mean(), logs
+
+
+class NARSampler:
+    """Draws (condition, codes) pairs; the condition is the caption (T2A) or video (V2A)."""
+
+    def __init__(self, items: Sequence[Mapping[str, Any]], weights: TaskWeights, batch_size: int, *, seed: int = 0):
+        self.batch_size, self.seed = batch_size, seed
+        self.pools = {
+            "t2a": [it for it in items if _has(it, "codes") and _has(it, "captions")],
+            "v2a": [it for it in items if _has(it, "codes") and _has(it, "video")],
+        }
+        w = [weights.t2a if self.pools["t2a"] else 0.0, weights.v2a if self.pools["v2a"] else 0.0]
+        if sum(w) == 0:
+            raise InputError("the refiner has no (condition, codes) pairs to train on")
+        self.weights = torch.tensor(w, dtype=torch.float64)
+
+    def __call__(self, index: int, rank: int = 0) -> list[tuple[str | None, torch.Tensor | None, torch.Tensor]]:
+        g = _generator(self.seed + 1, index, rank)
+        out = []
+        for t in torch.multinomial(self.weights, self.batch_size, replacement=True, generator=g).tolist():
+            pool = self.pools[("t2a", "v2a")[t]]
+            item = pool[int(torch.randint(len(pool), (1,), generator=g))]
+            if t == 0:
+                caps = item["captions"]
+                out.append((caps[int(torch.randint(len(caps), (1,), generator=g))], None, item["codes"]))
+            else:
+                out.append((None, item["video"], item["codes"]))
+        return out
+
+
+class NARObjective(nn.Module):
+    """Eq. 2: the refiner's loss given the (frozen) condition embeddings."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, batch) -> tuple[torch.Tensor, dict[str, float]]:
+        captions = [c for c, _, _ in batch]
+        video = [v for _, v, _ in batch]
+        with torch.no_grad():
+            cond, cond_mask = self.model.condition(captions, video)
+        Q = self.model.refiner.num_codebooks
+        width = max(codes.shape[1] for _, _, codes in batch)
+        codes = torch.zeros(len(batch), Q, width, dtype=torch.long, device=cond.device)
+        code_mask = torch.zeros(len(batch), width, dtype=torch.bool, device=cond.device)
+        for i, (_, _, c) in enumerate(batch):
+            if c.shape[0] < Q:
+                raise InputError(f"items have {c.shape[0]} codebooks but the refiner needs {Q}")
+            codes[i, :, : c.shape[1]] = c[:Q].long()
+            code_mask[i, : c.shape[1]] = True
+        loss = self.model.refiner.loss(cond.detach(), cond_mask, codes, code_mask)
+        return loss, {"loss": float(loss)}
+
+
+def freeze_for_stage(model, stage: str) -> None:
+    """Set which parameters train: ``lm`` = projectors + what the backbone marks trainable;
+    ``nar`` = the refiner only. Codec and encoders stay frozen in both."""
+    model.decoder.requires_grad_(False)
+    model.encoders.requires_grad_(False)
+    if stage == "lm":
+        if model.refiner is not None:
+            model.refiner.requires_grad_(False)
+        model.projectors.requires_grad_(True)
+        state = getattr(model, "_backbone_trainable", None)
+        if state is not None:  # restore what the backbone set up after a NAR stage
+            for p, flag in zip(model.backbone.parameters(), state):
+                p.requires_grad_(flag)
+    elif stage == "nar":
+        if model.refiner is None:
+            raise InputError("this pipeline has no refiner to train")
+        if getattr(model, "_backbone_trainable", None) is None:
+            model._backbone_trainable = [p.requires_grad for p in model.backbone.parameters()]
+        model.backbone.requires_grad_(False)
+        model.projectors.requires_grad_(False)
+        model.refiner.requires_grad_(True)
+    else:
+        raise ValueError(f"unknown stage {stage!r}")

@@ -1,0 +1,73 @@
+"""An out-of-tree plugin distribution extends c3llm with no change to the core.
+
+The toy distribution (``tests/fixtures/toy_plugin``: its own pyproject declaring an entry
+point in group ``c3llm``) is built and installed into a temporary target directory; a
+fresh interpreter with that directory on its path sees the new backbone.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "toy_plugin"
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory) -> dict[str, str]:
+    work = tmp_path_factory.mktemp("toy")
+    src = work / "src"
+    shutil.copytree(FIXTURE, src)
+    target = work / "site"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
+         "--disable-pip-version-check", "--target", str(target), str(src)],
+        check=True, capture_output=True, text=True,
+    )
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(target), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    return env
+
+
+def run_cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "c3llm.sdk.cli", *args], env=env, capture_output=True, text=True)
+
+
+def test_plugins_command_lists_third_party_backbone(installed):
+    result = run_cli(installed, "plugins", "--json")
+    assert result.returncode == 0, result.stderr
+    entries = {(e["role"], e["name"]): e for e in json.loads(result.stdout)}
+    toy = entries[("backbone", "toy-lm")]
+    assert (toy["plugin"], toy["distribution"], toy["version"]) == ("toy", "c3llm-toy", "0.3.1")
+    human = run_cli(installed, "plugins").stdout
+    assert "toy-lm" in human and "c3llm-toy 0.3.1" in human
+
+
+def test_pipeline_uses_third_party_backbone(installed):
+    script = textwrap.dedent("""
+        from c3llm import sdk
+        pipe = sdk.Pipeline.from_plugins(decoder="encodec", backbone={"name": "toy-lm", "hidden_size": 16},
+                                         refiner="nar")
+        audio = pipe.text_to_audio("a dog barks", duration=0.5, seed=0)
+        print(type(pipe.model.backbone).__module__, audio.sample_rate, audio.waveform.shape[-1])
+    """)
+    result = subprocess.run([sys.executable, "-c", script], env=installed, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    module, rate, samples = result.stdout.split()
+    assert module == "c3llm_toy"
+    assert int(samples) == round(0.5 * int(rate))
+
+
+def test_blocking_the_third_party_plugin(installed):
+    result = run_cli(installed, "-p", "no:toy", "plugins", "--json")
+    assert result.returncode == 0, result.stderr
+    assert "toy-lm" not in {e["name"] for e in json.loads(result.stdout)}
+    env = dict(installed, C3LLM_DISABLE_PLUGINS="toy")
+    assert "toy-lm" not in run_cli(env, "plugins").stdout
