@@ -427,3 +427,39 @@ def test_load_prepared_raises_on_corrupt_entry(media, tmp_path):
     path.write_bytes(bytes(raw))
     with pytest.raises(CheckpointError, match="checksum.*prepare again"):
         data[0]
+
+
+def test_prepare_with_the_real_tiny_presets(media, tmp_path):
+    """The registered plugins (tiny presets, random init), where they are installed; the codec
+    falls back to the double while no ``encodec`` decoder is registered."""
+    from c3llm.core.registry import get_registry
+
+    registry = get_registry()
+    encoders = registry.names("encoder")
+    if not {"clap", "rgb-flow"} <= set(encoders):
+        pytest.skip(f"clap / rgb-flow encoders not registered (have {encoders})")
+    model = TinyModel()
+    if "encodec" in registry.names("decoder"):
+        model.decoder = registry.build("decoder", {"name": "encodec", "preset": "tiny"})
+    model.encoders["audio"] = registry.build("encoder", {"name": "clap", "preset": "tiny", "num_local_frames": 8})
+    model.encoders["video"] = registry.build("encoder", {"name": "rgb-flow", "fps": 10.0, "frame_size": 32})
+    for component in (model.decoder, *model.encoders.values()):
+        component.load_pretrained()  # no-op without weights; the random init is seeded
+    samples = media[:3]
+    report = prepare_features(model, samples, tmp_path, batch_size=2, progress=False)
+    assert report.failures == []
+    assert [_counts(report, k)[0] for k in ("codes", "audio", "video")] == [3, 3, 3]
+    assert report.keys["audio"].startswith("audio-clap-") and report.keys["video"].startswith("video-rgb-flow-")
+    data = load_prepared(tmp_path, model, samples)
+    codec = model.decoder
+    for sample, item in zip(samples, data):
+        seconds = load_audio(sample.audio_path).duration
+        assert item["codes"].shape[0] == codec.num_codebooks
+        assert abs(item["codes"].shape[1] - math.ceil(seconds * codec.frame_rate)) <= 1
+        assert int(item["codes"].max()) < codec.cardinality
+        assert item["audio"].shape[1] == model.encoders["audio"].output_dim
+        assert item["video"].shape[1] == model.encoders["video"].output_dim
+    expected = model.encode_media("audio", [load_audio(samples[0].audio_path)])[0]
+    assert torch.allclose(data[0]["audio"], expected, atol=1e-5)
+    again = prepare_features(model, samples, tmp_path, progress=False)
+    assert [_counts(again, k)[:2] for k in ("codes", "audio", "video")] == [(0, 3)] * 3
