@@ -18,7 +18,6 @@ frame outputs to ``cardinality`` logits. The paper uses Q = 2 (one stage); any Q
 
 from __future__ import annotations
 
-import logging
 import math
 
 import attrs
@@ -30,8 +29,6 @@ from c3llm.core.config import field, in_range
 from c3llm.core.errors import ConfigError, InputError
 from c3llm.core.hookspecs import hookimpl
 from c3llm.core.roles.refiner import Refiner
-
-log = logging.getLogger(__name__)
 
 _BOUND = ("num_codebooks", "cardinality", "cond_dim")
 
@@ -219,7 +216,7 @@ class NARRefiner(Refiner):
         if drop is not None:
             cond_mask = cond_mask & ~drop[:, None]  # a dropped condition is fully masked
 
-        x_cond = self.cond_proj(cond)  # (B, N, dim)
+        x_cond = self.cond_proj(cond.to(self.start.dtype))  # (B, N, dim)
         x_cond = x_cond + self.cond_pos_scale * self.positions[:n_cond] + self.segment_embed.weight[0]
 
         # Padded frames may hold any value (e.g. -1); they are masked, so embed them as 0.
