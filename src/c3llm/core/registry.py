@@ -42,6 +42,13 @@ DISABLE_ENV = "C3LLM_DISABLE_PLUGINS"
 
 #: Built-in plugins: entry-point name -> module. Mirrors ``[project.entry-points.c3llm]``.
 BUILTIN_PLUGINS: dict[str, str] = {
+    "fad": "c3llm.plugins.metrics.frechet",
+    "kl": "c3llm.plugins.metrics.kl",
+    "isc": "c3llm.plugins.metrics.inception_score",
+    "onset": "c3llm.plugins.metrics.onset",
+    "cider-d": "c3llm.plugins.metrics.cider",
+    "spice": "c3llm.plugins.metrics.spice",
+    "synth-metrics": "c3llm.plugins.metrics.synthetic",
     "gemma": "c3llm.plugins.backbones.gemma",
     "llama": "c3llm.plugins.backbones.llama",
     "nar": "c3llm.plugins.refiners.nar",
