@@ -19,6 +19,7 @@ from c3llm.plugins.datasets.audiocaps import AudioCaps, AudioCapsConfig
 from c3llm.plugins.datasets.clotho import Clotho, ClothoConfig
 from c3llm.plugins.datasets.vas import VAS, VASConfig
 from c3llm.plugins.datasets.vggsound import VGGSound, VGGSoundConfig
+from c3llm.testing.contracts import check_dataset
 
 RATE = 8000
 
@@ -110,6 +111,7 @@ def test_audiocaps_groups_captions_and_reports_skips(audiocaps_root, caplog):
     assert "missing" in reasons[0] and "empty (0 bytes)" in reasons[1] and "unreadable audio" in reasons[2]
     records = [r for r in caplog.records if "skipped" in r.getMessage()]
     assert len(records) == 1 and "skipped 3 of 6 entries" in records[0].getMessage()
+    check_dataset(data, min_samples=3)
     assert len(data) == 3  # cached: no second scan, no second log line
     assert len([r for r in caplog.records if "skipped" in r.getMessage()]) == 1
 
@@ -175,6 +177,7 @@ def test_clotho_five_captions_splits_and_skips(tmp_path):
     assert all(len(s.captions) == 5 for s in samples)
     assert samples[0].audio_path == (tmp_path / "development" / "rain on roof.wav").absolute()
     assert [(s.id, "missing" in s.reason) for s in dev.skipped] == [("gone.wav", True)]
+    check_dataset(dev, min_samples=2)
     evaluation = build(Clotho, ClothoConfig, root=str(tmp_path), split="evaluation")
     assert [s.split for s in evaluation] == ["evaluation"]
 
@@ -227,6 +230,7 @@ def test_vggsound_labels_audio_sources_and_skips(vggsound_root):
     assert "video file missing" in reasons["jkl_000005"]
     assert "no audio stream" in reasons["mno_000007"]
     assert "unreadable audio" in reasons["pqr_000009"]
+    check_dataset(train, min_samples=2)
     test = build(VGGSound, VGGSoundConfig, root=str(vggsound_root), split="test")
     assert [(s.id, s.split, s.label) for s in test] == [("ghi_000012", "test", "lions roaring")]
     assert test.skipped == []
@@ -277,6 +281,7 @@ def test_vas_specvqgan_layout(tmp_path):
         ("baby/video_00003", "video file is empty (0 bytes)"),
         ("gun/video_00004", "video file missing"),
     ]
+    check_dataset(train, min_samples=2)
     valid = build(VAS, VASConfig, root=str(tmp_path), split="valid")
     assert [(s.id, s.split, s.label) for s in valid] == [("sneeze/video_00009", "valid", "sneeze")]
 

@@ -10,6 +10,7 @@ from safetensors.torch import load_file, save_file
 from c3llm.core.config import bind, from_mapping
 from c3llm.core.errors import CheckpointError, ConfigError, IncompatibleComponentsError, InputError
 from c3llm.plugins.refiners.nar import NARRefiner, NARRefinerConfig
+from c3llm.testing.contracts import check_refiner
 
 COND_DIM, K = 12, 16
 
@@ -42,6 +43,12 @@ def test_forward_shapes_for_every_stage(q):
     assert loss.dim() == 0 and torch.isfinite(loss)
     loss.backward()
     assert refiner.heads[0].weight.grad is not None
+
+
+@pytest.mark.parametrize("q", [2, 3])
+def test_role_contract(q):
+    torch.manual_seed(0)
+    check_refiner(tiny(q, cond_dropout=0.1))
 
 
 def test_later_codebooks_in_input_are_ignored():
