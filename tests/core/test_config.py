@@ -112,3 +112,16 @@ def test_load_file_errors(tmp_path):
     bad.write_text("[run\nname = 1")
     with pytest.raises(ConfigError, match="cannot parse"):
         load_file(bad)
+
+
+@attrs.frozen(kw_only=True)
+class Sized:
+    size: tuple[int, int] = field((64, 64))
+
+
+def test_fixed_length_tuple_fields():
+    assert from_mapping(Sized, {"size": [32, 16]}).size == (32, 16)
+    with pytest.raises(ConfigError, match=r"size: expected 2 items, got 3"):
+        from_mapping(Sized, {"size": [1, 2, 3]})
+    with pytest.raises(ConfigError, match=r"size\[1\]: expected an integer"):
+        from_mapping(Sized, {"size": [1, "x"]})

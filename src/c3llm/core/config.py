@@ -205,7 +205,7 @@ def _coerce(value: Any, tp: Any, key: str, base_dir: Path | None) -> Any:
         if origin is tuple and args and args[-1] is not Ellipsis:
             if len(args) != len(value):
                 raise ConfigError(f"{key}: expected {len(args)} items, got {len(value)}")
-            return tuple(_coerce(v, a, f"{key}[{i}]", base_dir) for i, (v, a) in enumerate(zip(args, value)))
+            return tuple(_coerce(v, a, f"{key}[{i}]", base_dir) for i, (v, a) in enumerate(zip(value, args)))
         item = args[0] if args else Any
         out = [_coerce(v, item, f"{key}[{i}]", base_dir) for i, v in enumerate(value)]
         return out if origin is list else tuple(out)

@@ -142,6 +142,38 @@ def generate_acoustic(
     return [codes[i, : int(lengths[i])] for i in range(B)]
 
 
+@torch.no_grad()
+def codes_to_audio(model, codes: Sequence[torch.Tensor], *, captions: Sequence[str | None],
+                   video: Sequence[torch.Tensor | None], durations: Sequence[float | None],
+                   refine: bool = True) -> list:
+    """Coarse codes -> refiner (codebooks 2..Q, unless ``refine`` is off or there is no
+    refiner) -> codec -> :class:`~c3llm.core.media.Audio`, trimmed to each duration.
+
+    :param codes: per item, ``(S_i,)`` codebook-1 codes.
+    :param captions, video: the refiner's condition per item (caption and/or ``(N, D)`` features).
+    """
+    from c3llm.core.media import Audio
+
+    decoder, device = model.decoder, model.device
+    lengths = [c.shape[0] for c in codes]
+    width = max(lengths)
+    coarse = torch.zeros(len(codes), 1, width, dtype=torch.long, device=device)  # (B, 1, S)
+    code_mask = torch.zeros(len(codes), width, dtype=torch.bool, device=device)  # (B, S)
+    for i, c in enumerate(codes):
+        coarse[i, 0, : len(c)] = c
+        code_mask[i, : len(c)] = True
+    full = coarse
+    if refine and model.refiner is not None:
+        cond, cond_mask = model.condition(captions, video)
+        full = model.refiner.refine(cond, cond_mask, coarse, code_mask)  # (B, Q, S)
+    wav = decoder.decode(full)  # (B, C, T)
+    out = []
+    for i, (n, d) in enumerate(zip(lengths, durations)):
+        samples = round(d * decoder.sample_rate) if d is not None else round(n * decoder.sample_rate / decoder.frame_rate)
+        out.append(Audio(wav[i, :, : min(samples, wav.shape[-1])].float().cpu(), int(decoder.sample_rate)))
+    return out
+
+
 def _text_blocklist(model) -> torch.Tensor:
     """Token ids a caption may not contain: acoustic tokens, markers, padding, bos."""
     special = model.backbone.special

@@ -10,7 +10,9 @@
     [prompts]        instruction texts
     [run]            name, out_dir, seed, stages, device
     [generate]       sampling and caption decoding
-    …                sections other stages add to :data:`SECTIONS`
+    [data]           datasets: train, eval.<label>
+    [codec_train]    the codec training stage
+    [train]          the LM stage (eq. 1) and the NAR stage (eq. 2)
 
 Component sections are checked against the config class of the plugin they name; the
 others against the attrs classes in :data:`SECTIONS`. Unknown sections and keys are errors.
@@ -28,6 +30,9 @@ from c3llm.core.config import field, from_mapping, in_range, to_mapping
 from c3llm.core.errors import ConfigError, did_you_mean
 from c3llm.core.generation import SamplingConfig, TextDecodingConfig
 from c3llm.core.sequence import PromptConfig
+from c3llm.core.training.codec import CodecTrainConfig
+from c3llm.core.training.loop import OptimConfig
+from c3llm.core.training.tasks import TaskWeights
 
 #: component section -> role
 COMPONENT_SECTIONS: dict[str, str] = {
@@ -42,12 +47,13 @@ REQUIRED_COMPONENTS = ("decoder", "backbone")
 STAGES = ("train-codec", "prepare", "train", "generate", "evaluate")
 
 
+
 @attrs.frozen(kw_only=True)
 class RunSection:
     """Where and how a launcher run happens."""
 
     name: str = field("run", help="run name (folder under out_dir)")
-    out_dir: str = field("runs", path=True, help="parent folder of run folders")
+    out_dir: str = field("runs", help="parent folder of run folders (relative to the working directory)")
     seed: int = field(0, help="global seed")
     stages: tuple[str, ...] = field((), help=f"stages `c3llm-run CONFIG` runs, from {STAGES}")
     device: str = field("cpu", help="torch device")
@@ -60,7 +66,7 @@ class RunSection:
 
     @property
     def directory(self) -> Path:
-        return Path(self.out_dir) / self.name
+        return (Path(self.out_dir).expanduser() / self.name).absolute()
 
 
 @attrs.frozen(kw_only=True)
@@ -72,11 +78,35 @@ class GenerateSection:
     duration: float | None = field(None, validator=in_range(0.0, low_open=True), help="seconds of T2A audio")
 
 
-#: run-level section name -> attrs class. Stages register theirs here.
+@attrs.frozen(kw_only=True)
+class DataSection:
+    """Datasets of a run, each ``{name = "<dataset plugin>", …its config}``."""
+
+    train: dict[str, Any] | None = field(None, help="training split")
+    eval: dict[str, dict[str, Any]] = field(factory=dict, help="evaluation splits by label, e.g. test, test_novel")
+    limit_eval: int | None = field(None, validator=in_range(1), help="clips per evaluation split (generate/evaluate)")
+
+
+@attrs.frozen(kw_only=True)
+class TrainSection:
+    """The LM stage (eq. 1) and the NAR stage (eq. 2)."""
+
+    lm: OptimConfig = field(factory=OptimConfig)
+    nar: OptimConfig = field(factory=lambda: OptimConfig(steps=500))
+    tasks: TaskWeights = field(factory=TaskWeights)
+    cond_dropout: float = field(0.1, validator=in_range(0.0, 1.0),
+                                help="probability of an unconditional audio prompt (classifier-free guidance)")
+
+
+
+#: run-level section name -> attrs class.
 SECTIONS: dict[str, type] = {
     "run": RunSection,
     "prompts": PromptConfig,
     "generate": GenerateSection,
+    "data": DataSection,
+    "codec_train": CodecTrainConfig,
+    "train": TrainSection,
 }
 
 
@@ -113,10 +143,30 @@ class RunConfig:
         return data
 
 
+def expand_placeholders(data: Mapping[str, Any]) -> dict[str, Any]:
+    """Replace ``{out_dir}`` and ``{run_dir}`` in every string value by the run's folders
+    (so shipped configs can put data beside the run, wherever it is)."""
+    run = data.get("run", {}) if isinstance(data.get("run", {}), Mapping) else {}
+    out_dir = Path(str(run.get("out_dir", "runs"))).expanduser().absolute()
+    run_dir = out_dir / str(run.get("name", "run"))
+
+    def walk(value: Any) -> Any:
+        if isinstance(value, str):
+            return value.replace("{out_dir}", str(out_dir)).replace("{run_dir}", str(run_dir))
+        if isinstance(value, Mapping):
+            return {k: walk(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [walk(v) for v in value]
+        return value
+
+    return walk(dict(data))
+
+
 def parse_run_config(data: Mapping[str, Any], *, base_dir: Path | None = None, registry=None) -> RunConfig:
     """Validate a launcher config mapping (strictly; see module doc)."""
     if not isinstance(data, Mapping):
         raise ConfigError(f"a config must be a table, got {type(data).__name__}")
+    data = expand_placeholders(data)
     known = list(COMPONENT_SECTIONS) + list(SECTIONS)
     for key in data:
         if key not in known:
@@ -135,4 +185,10 @@ def parse_run_config(data: Mapping[str, Any], *, base_dir: Path | None = None, r
         components[section] = dict(spec)
     sections = {name: from_mapping(cls, data.get(name, {}), where=name, base_dir=base_dir)
                 for name, cls in SECTIONS.items()}
+    if registry is not None:  # dataset tables name plugins: check them now, not mid-run
+        datasets = sections["data"]
+        if datasets.train is not None:
+            registry.make_config("dataset", datasets.train, where="data.train", base_dir=base_dir)
+        for label, spec in datasets.eval.items():
+            registry.make_config("dataset", spec, where=f"data.eval.{label}", base_dir=base_dir)
     return RunConfig(components, sections, base_dir)

@@ -1,27 +1,233 @@
-"""Launcher stages: name -> function(run_config, registry). Stages add themselves to
-:data:`STAGE_FUNCTIONS`; the launcher runs them in the order given."""
+"""Launcher stages and the run folder they share.
+
+``c3llm-run CONFIG`` runs ``[run] stages`` in order; each stage can be re-run and resumes
+or skips what is done::
+
+    {out_dir}/{name}/
+      resolved_config.json   the config with every default filled + plugin versions
+      codec/                 train-codec: the trained codec (loaded by later stages)
+      initial/               the pipeline before LM training (fixes random inits for resume)
+      cache/                 prepare: codes and encoder features per clip and extractor
+      train/lm, train/nar    train: checkpoints and metrics.jsonl of each stage
+      pipeline/              train: the trained pipeline (Pipeline.from_pretrained(run dir))
+      generated/             generate: audio and captions for the evaluation splits
+      eval/                  evaluate: results.json and report.md
+"""
 
 from __future__ import annotations
 
+import json
 import logging
+import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
 
-from c3llm.core.errors import ConfigError, did_you_mean
+from c3llm.core.checkpoint import write_json
+from c3llm.core.errors import ConfigError, InputError, did_you_mean
 from c3llm.core.run_config import STAGES, RunConfig
 
 log = logging.getLogger(__name__)
 
-STAGE_FUNCTIONS: dict[str, Callable[[RunConfig, object], None]] = {}
 
 
-def run_stages(config: RunConfig, stages: Sequence[str], *, registry) -> None:
+
+class RunContext:
+    """What every stage needs: the config, the registry and the run folder."""
+
+    def __init__(self, config: RunConfig, registry, *, progress: bool = True):
+        self.config, self.registry, self.progress = config, registry, progress
+        self.directory = config.run.directory
+
+    # -- datasets -------------------------------------------------------------------------
+
+    def dataset(self, spec: dict[str, Any], where: str):
+        dataset = self.registry.build("dataset", spec, where=where, base_dir=self.config.base_dir)
+        dataset.ensure_available(progress=self.progress)
+        return dataset
+
+    def train_samples(self) -> list:
+        if self.config.data.train is None:
+            raise ConfigError("this stage needs [data.train] = {name = \"<dataset>\", root = ...}")
+        return list(self.dataset(self.config.data.train, "data.train"))
+
+    def eval_samples(self) -> dict[str, list]:
+        out = {}
+        for label, spec in self.config.data.eval.items():
+            samples = list(self.dataset(spec, f"data.eval.{label}"))
+            limit = self.config.data.limit_eval
+            out[label] = samples[:limit] if limit else samples
+        return out
+
+    # -- pipelines ------------------------------------------------------------------------
+
+    @property
+    def codec_dir(self) -> Path:
+        return self.directory / "codec"
+
+    def component_specs(self) -> dict[str, dict[str, Any]]:
+        """The config's components; the decoder points at the codec trained in this run."""
+        specs = {k: dict(v) for k, v in self.config.components.items()}
+        decoder = specs["decoder"]
+        if not decoder.get("pretrained") and (self.codec_dir / "report.json").is_file():
+            decoder["pretrained"] = str(self.codec_dir)
+        return specs
+
+    def initial_pipeline(self):
+        """The untrained pipeline, saved once so that every later stage (and a resumed run)
+        starts from the same random initialisation."""
+        from c3llm.core.builder import assemble, build_components
+        from c3llm.sdk.pipeline import Pipeline
+
+        folder = self.directory / "initial"
+        if (folder / "pipeline.json").is_file():
+            return Pipeline.from_pretrained(folder, device=self.config.run.device)
+        import torch
+
+        torch.manual_seed(self.config.run.seed)
+        components = build_components(self.registry, self.component_specs(),
+                                      base_dirs={k: self.config.base_dir for k in self.config.components})
+        model = assemble(components, prompts=self.config.prompts, projector_hidden=self.config.run.projector_hidden)
+        pipe = Pipeline(model.to(self.config.run.device), generate=self.config.generate)
+        pipe.save_pretrained(folder)
+        return pipe
+
+    def trained_pipeline(self):
+        from c3llm.sdk.pipeline import Pipeline
+
+        folder = self.directory / "pipeline"
+        if not (folder / "pipeline.json").is_file():
+            raise InputError(f"no trained pipeline in {folder}: run the train stage first")
+        return Pipeline.from_pretrained(folder, device=self.config.run.device)
+
+
+# ---------------------------------------------------------------------------------------
+# Stages
+
+
+def stage_train_codec(ctx: RunContext) -> None:
+    """Train the codec on the training split's audio (skipped when the config names
+    pretrained codec weights or this run already trained one)."""
+    from c3llm.core.training.codec import train_codec
+
+    decoder_spec = ctx.config.components["decoder"]
+    if decoder_spec.get("pretrained"):
+        log.info("train-codec: skipped, the decoder loads pretrained weights (%s)", decoder_spec["pretrained"])
+        return
+    if (ctx.codec_dir / "report.json").is_file():
+        log.info("train-codec: skipped, %s already holds a trained codec", ctx.codec_dir)
+        return
+    codec = ctx.registry.build("decoder", decoder_spec, where="decoder", base_dir=ctx.config.base_dir)
+    codec.load_pretrained()
+    paths = [s.audio_path for s in ctx.train_samples() if s.audio_path is not None]
+    eval_paths = [s.audio_path for samples in ctx.eval_samples().values() for s in samples if s.audio_path][:16]
+    report = train_codec(codec, paths, ctx.config.codec_train, ctx.codec_dir,
+                         eval_data=eval_paths or None, progress=ctx.progress)
+    after = report["quality_after"]
+    log.info("train-codec: %d clips, %.0f s; held-out mel distance %.3f, SI-SNR %.2f dB",
+             report["train_clips"], report["train_seconds"], after.get("mel_distance", float("nan")),
+             after.get("si_snr_db", float("nan")))
+
+
+def stage_prepare(ctx: RunContext) -> None:
+    """Cache codec codes and encoder features for the training and evaluation splits."""
+    from c3llm.core.prepare import prepare_features
+
+    pipe = ctx.initial_pipeline()
+    splits = {"train": ctx.train_samples()} if ctx.config.data.train else {}
+    splits.update(ctx.eval_samples())
+    reports = {}
+    for label, samples in splits.items():
+        report = prepare_features(pipe.model, samples, ctx.directory / "cache", progress=ctx.progress)
+        log.info("prepare %s: %s", label, report.summary())
+        reports[label] = report.to_dict()
+    write_json(ctx.directory / "cache" / "prepare_report.json", reports)
+
+
+def load_items(ctx: RunContext, model, samples) -> list[dict[str, Any]]:
+    from c3llm.core.prepare import load_prepared
+
+    return list(load_prepared(ctx.directory / "cache", model, samples))
+
+
+def stage_train(ctx: RunContext) -> None:
+    """LM stage (projectors + backbone's trainable set, eq. 1), then NAR stage (eq. 2);
+    both resume from their last checkpoint. Saves the trained pipeline."""
+    from c3llm.core.training.loop import Trainer, distributed_context
+    from c3llm.core.training.tasks import LMObjective, NARObjective, NARSampler, TaskSampler, freeze_for_stage
+
+    cfg = ctx.config.train
+    pipe = ctx.initial_pipeline()
+    model = pipe.model
+    items = load_items(ctx, model, ctx.train_samples())
+    if not items:
+        raise InputError("no prepared training items: run the prepare stage first")
+    seed = ctx.config.run.seed
+    if cfg.lm.steps:
+        freeze_for_stage(model, "lm")
+        sampler = TaskSampler(items, model.sequences, cfg.tasks, cfg.lm.batch_size, seed=seed,
+                              cond_dropout=cfg.cond_dropout)
+        Trainer(LMObjective(model), sampler, cfg.lm, ctx.directory / "train" / "lm", name="lm",
+                seed=seed, progress=ctx.progress).run()
+    if cfg.nar.steps and model.refiner is not None:
+        freeze_for_stage(model, "nar")
+        sampler = NARSampler(items, cfg.tasks, cfg.nar.batch_size, seed=seed)
+        Trainer(NARObjective(model), sampler, cfg.nar, ctx.directory / "train" / "nar", name="nar",
+                seed=seed, progress=ctx.progress).run()
+    rank, _ = distributed_context()
+    if rank == 0:
+        pipe.save_pretrained(ctx.directory / "pipeline")
+        log.info("train: saved the trained pipeline to %s", ctx.directory / "pipeline")
+
+
+def stage_generate(ctx: RunContext) -> None:
+    """Generate for each evaluation split: T2A from the first caption, V2A from the video,
+    A2T captions from the audio. Writes WAVs and ``captions.jsonl`` under ``generated/``."""
+    from c3llm.core.evaluation.generate import generate_for_split
+
+    pipe = ctx.trained_pipeline()
+    for label, samples in ctx.eval_samples().items():
+        generate_for_split(pipe, samples, ctx.directory / "generated" / label, seed=ctx.config.run.seed,
+                           progress=ctx.progress)
+
+
+def stage_evaluate(ctx: RunContext) -> None:
+    """Metrics, ablations and the report (see :mod:`c3llm.core.evaluation.runner`)."""
+    from c3llm.core.evaluation.runner import evaluate_run
+
+    evaluate_run(ctx)
+
+
+STAGE_FUNCTIONS: dict[str, Callable[[RunContext], None]] = {
+    "train-codec": stage_train_codec,
+    "prepare": stage_prepare,
+    "train": stage_train,
+    "generate": stage_generate,
+    "evaluate": stage_evaluate,
+}
+
+
+def run_stages(config: RunConfig, stages: Sequence[str], *, registry, progress: bool = True) -> RunContext:
+    """Run ``stages`` in order, after recording the resolved config in the run folder."""
     if not stages:
         raise ConfigError("no stages to run: set [run] stages = [...] or pass --stage NAME")
     for stage in stages:
         if stage not in STAGES:
             raise ConfigError(f"unknown stage {stage!r}.{did_you_mean(stage, STAGES)} Stages: {', '.join(STAGES)}")
+    ctx = RunContext(config, registry, progress=progress)
+    ctx.directory.mkdir(parents=True, exist_ok=True)
+    resolved = config.to_mapping(registry)
+    resolved["plugins"] = {s.name: {"role": s.role, "plugin": s.plugin, "distribution": s.distribution,
+                                    "version": s.version} for s in registry.specs()}
+    write_json(ctx.directory / "resolved_config.json", resolved)
+    timings = {}
     for stage in stages:
-        if stage not in STAGE_FUNCTIONS:
-            raise ConfigError(f"stage {stage!r} is not available in this build")
-        log.info("stage %s", stage)
-        STAGE_FUNCTIONS[stage](config, registry)
+        log.info("== stage %s ==", stage)
+        started = time.perf_counter()
+        STAGE_FUNCTIONS[stage](ctx)
+        timings[stage] = round(time.perf_counter() - started, 1)
+        log.info("== stage %s done in %.1f s ==", stage, timings[stage])
+    timing_file = ctx.directory / "timings.json"
+    previous = json.loads(timing_file.read_text()) if timing_file.is_file() else {}
+    write_json(timing_file, {**previous, **timings})
+    return ctx

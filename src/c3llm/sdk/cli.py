@@ -136,6 +136,64 @@ def run_cmd(ctx: click.Context, config: Path, overrides: tuple[str, ...], dry_ru
     run_stages(run_config, stages or run_config.run.stages, registry=registry)
 
 
+def _stage_command(stage: str, doc: str) -> None:
+    @main.command(stage, help=doc)
+    @config_options
+    @click.pass_context
+    def command(ctx: click.Context, config: Path, overrides: tuple[str, ...]) -> None:
+        from c3llm.core.stages import run_stages
+
+        run_config, registry = load_run_config(ctx, config, overrides)
+        run_stages(run_config, [stage], registry=registry)
+
+
+_stage_command("train-codec", "Train the codec on the training split's audio.")
+_stage_command("prepare", "Cache codec codes and encoder features for the config's datasets.")
+_stage_command("train", "Train the LM (eq. 1) and the NAR refiner (eq. 2); resumes if interrupted.")
+_stage_command("evaluate", "Generate for the evaluation splits and score them; writes the report.")
+
+#: What ``demo --quick`` changes: a smaller world and fewer steps (CI runs it in minutes).
+QUICK_OVERRIDES = (
+    "run.name=demo-quick",
+    "data.train.generate.num_train=120",
+    "data.train.generate.num_test=24",
+    "data.train.generate.num_test_novel=24",
+    "data.limit_eval=24",
+    "codec_train.steps=300",
+    "train.lm.steps=500",
+    "train.nar.steps=150",
+)
+
+
+def shipped_config(name: str) -> Path:
+    """A config shipped inside the package (``c3llm/configs/NAME``)."""
+    from importlib.resources import files
+
+    return Path(str(files("c3llm") / "configs" / name))
+
+
+@main.command()
+@click.option("--quick", is_flag=True, help="A small world and few steps (minutes, for CI and a first look).")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("runs"),
+              show_default=True, help="Parent folder of the run folder and the generated world.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a config value.")
+@click.option("--stage", "stages", multiple=True, help="Run only these stages.")
+@click.pass_context
+def demo(ctx: click.Context, quick: bool, out_dir: Path, overrides: tuple[str, ...], stages: tuple[str, ...]) -> None:
+    """The main job on the embedded default: world, codec, features, LM + NAR, generation,
+    evaluation and report — from nothing, on a CPU."""
+    from c3llm.core.stages import run_stages
+
+    config = shipped_config("demo.toml")
+    sets = (f"run.out_dir={json.dumps(str(out_dir.absolute()))}", *(QUICK_OVERRIDES if quick else ()), *overrides)
+    run_config, registry = load_run_config(ctx, config, sets)
+    context = run_stages(run_config, stages or run_config.run.stages, registry=registry)
+    report = context.directory / "eval" / "report.md"
+    click.echo(f"run folder: {context.directory}")
+    if report.is_file():
+        click.echo(f"report:     {report}")
+
+
 @main.command()
 @click.option("--checkpoint", type=click.Path(path_type=Path), help="A saved pipeline or run directory.")
 @click.option("--config", "config", type=click.Path(dir_okay=False, path_type=Path),

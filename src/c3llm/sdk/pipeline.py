@@ -13,7 +13,12 @@ import torch
 from c3llm.core.builder import assemble, build_components, load_model, save_model
 from c3llm.core.config import apply_overrides, from_mapping, load_file
 from c3llm.core.errors import CheckpointError, InputError
-from c3llm.core.generation import SamplingConfig, TextDecodingConfig, generate_acoustic, generate_text
+from c3llm.core.generation import (
+    SamplingConfig,
+    codes_to_audio,
+    generate_acoustic,
+    generate_text,
+)
 from c3llm.core.media import Audio, Video, load_audio, load_video
 from c3llm.core.model import C3LLM
 from c3llm.core.registry import get_registry
@@ -193,23 +198,7 @@ class Pipeline:
         codes = generate_acoustic(self.model, prompts, num_frames=frames, sampling=config,
                                   generator=self._generator(seed),
                                   unconditional=uncond if config.guidance_scale != 1.0 else None)
-        lengths = [c.shape[0] for c in codes]
-        width = max(lengths)
-        coarse = torch.zeros(len(codes), 1, width, dtype=torch.long, device=self.model.device)
-        code_mask = torch.zeros(len(codes), width, dtype=torch.bool, device=self.model.device)
-        for i, c in enumerate(codes):
-            coarse[i, 0, : len(c)] = c
-            code_mask[i, : len(c)] = True
-        full = coarse
-        if self.model.refiner is not None:
-            cond, cond_mask = self.model.condition(captions, video)
-            full = self.model.refiner.refine(cond, cond_mask, coarse, code_mask)
-        wav = decoder.decode(full)  # (B, C, T)
-        out = []
-        for i, (n, d) in enumerate(zip(lengths, durations)):
-            samples = round(d * decoder.sample_rate) if d is not None else round(n * decoder.sample_rate / decoder.frame_rate)
-            out.append(Audio(wav[i, :, : min(samples, wav.shape[-1])].float().cpu(), int(decoder.sample_rate)))
-        return out
+        return codes_to_audio(self.model, codes, captions=captions, video=video, durations=durations)
 
 
 def _as_list(value: Any, types: Any, what: str) -> tuple[list, bool]:

@@ -190,6 +190,9 @@ class SyntheticDatasetConfig:
     root: str = field(help="folder of a world written by generate_world (holds metadata.jsonl)", path=True)
     split: str = field("train", validator=one_of(*SPLITS), help="train, test or test_novel")
     limit: int | None = field(None, validator=in_range(1), help="stop after this many usable samples")
+    generate: WorldConfig | None = field(
+        None, help="when set and `root` holds no world yet, the launcher generates this world there first"
+    )
 
 
 class SyntheticDataset(Dataset):
@@ -205,6 +208,38 @@ class SyntheticDataset(Dataset):
         self.config = config
         self.skipped: list[SkippedItem] = []
         self._samples: list[Sample] | None = None
+
+    def ensure_available(self, *, progress: bool = True) -> None:
+        """Generate the world ``generate`` describes into ``root`` if it is not there yet.
+
+        The world is written beside ``root`` and renamed into place when complete, so an
+        interrupted generation never leaves a half world behind. A world already at ``root``
+        that was made from another config is refused rather than silently reused.
+        """
+        if self.config.generate is None:
+            return
+        root = self.root
+        wanted = to_mapping(self.config.generate)
+        if (root / METADATA).is_file():
+            record = root / "world.json"
+            existing = json.loads(record.read_text(encoding="utf-8")).get("config") if record.is_file() else None
+            if existing is not None and existing != wanted:
+                changed = sorted(k for k in wanted if existing.get(k) != wanted[k])
+                raise ConfigError(
+                    f"synthetic: {root} holds a world made with other settings ({', '.join(changed)}); "
+                    f"point `root` at a new folder or delete that one"
+                )
+            return
+        if root.exists() and any(root.iterdir()):
+            raise ConfigError(f"synthetic: {root} is not empty and holds no world; choose an empty or new folder")
+        partial = root.with_name(root.name + ".partial")
+        if partial.exists():
+            shutil.rmtree(partial)
+        generate_world(self.config.generate, partial, progress=progress)
+        if root.exists():
+            root.rmdir()
+        partial.rename(root)
+        self._samples = None
 
     def samples(self) -> list[Sample]:
         """The usable samples of the split (scans the manifest on the first call)."""
