@@ -455,6 +455,7 @@ class CausalLMBackbone(Backbone, nn.Module):
                 # TrainableTokens does tie the head's rows to the embedding's (tests check the
                 # tied logits and the merge); peft's generic warning says otherwise.
                 warnings.filterwarnings("ignore", message=".*no implementation exists to tie the adapters")
+                warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated")
                 self.model = get_peft_model(self.model, peft_config)
         except ValueError as exc:
             if "Target modules" in str(exc):
