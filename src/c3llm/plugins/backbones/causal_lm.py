@@ -17,6 +17,7 @@ architecture; everything else lives here:
 
 from __future__ import annotations
 
+import abc
 import functools
 import inspect
 import logging
@@ -170,14 +171,14 @@ class CausalLMBackbone(Backbone, nn.Module):
     # -- architecture hooks (per plugin) ------------------------------------------------------
 
     @classmethod
+    @abc.abstractmethod
     def hf_model_class(cls) -> type[PreTrainedModel]:
         """The transformers ``*ForCausalLM`` class."""
-        raise NotImplementedError
 
     @classmethod
+    @abc.abstractmethod
     def preset_hf_config(cls, dims: Mapping[str, int], vocab_rows: int, ids: Mapping[str, int]) -> PretrainedConfig:
         """The transformers config of the random preset (``ids``: bos/eos/pad token ids)."""
-        raise NotImplementedError
 
     # -- building and loading --------------------------------------------------------------------
 
