@@ -1,0 +1,1 @@
+"""Training stages: codec, LM (eq. 1) and NAR refiner (eq. 2)."""

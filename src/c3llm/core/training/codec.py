@@ -1,0 +1,368 @@
+"""Codec training stage: teach a trainable codec to reconstruct audio (EnCodec recipe, no GAN).
+
+Losses, as in EnCodec (Défossez et al., 2022) minus the adversarial terms:
+
+- time-domain L1 between input and reconstruction;
+- multi-scale mel loss: for each STFT scale, L1 between log-mel spectrograms plus L1 between
+  mel magnitudes (mel filterbanks built here from ``torch.stft``; no torchaudio);
+- commitment loss from the codec's quantiser; codebooks themselves learn by k-means init +
+  EMA inside the codec (:mod:`c3llm.plugins.decoders.encodec_vq` for EnCodec).
+
+The MS-STFT discriminator and feature-matching losses are not implemented: on the CPU budget
+this stage targets (minutes), they roughly double the cost per step and pay off only over
+long training runs. Output: the codec saved with its own ``save_pretrained`` (for EnCodec an
+HF-format directory its ``pretrained`` key loads), ``train_config.json`` and ``report.json``
+with the loss curve and the reconstruction quality (mel distance, SI-SNR) on held-out
+synthetic clips (:func:`synthetic_clips`).
+
+The codec must provide ``training_forward(wav, *, codebook_decay, kmeans_iters,
+dead_code_threshold) -> (reconstruction, commitment)`` and
+``save_pretrained(directory)`` besides the :class:`~c3llm.core.roles.Decoder` contract.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import math
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import attrs
+import torch
+import torch.nn.functional as F
+
+from c3llm.core.config import field, in_range
+from c3llm.core.errors import InputError, MediaError, PluginError
+from c3llm.core.media import Audio, load_audio
+
+log = logging.getLogger(__name__)
+
+
+@attrs.frozen(kw_only=True)
+class CodecTrainConfig:
+    """Settings of :func:`train_codec`."""
+
+    steps: int = field(600, help="optimiser steps", validator=in_range(1))
+    batch_size: int = field(4, help="segments per step", validator=in_range(1))
+    segment_seconds: float = field(0.5, help="length of each random training crop", validator=in_range(0.01))
+    lr: float = field(1e-3, help="Adam learning rate", validator=in_range(0.0, low_open=True))
+    betas: tuple[float, float] = field((0.5, 0.9), help="Adam betas (EnCodec: 0.5, 0.9)")
+    lr_min_ratio: float = field(0.1, help="cosine decay ends at lr * lr_min_ratio", validator=in_range(0.0, 1.0))
+    grad_clip: float = field(1.0, help="max gradient norm (0 = off)", validator=in_range(0.0))
+    weight_time: float = field(0.1, help="weight of the time-domain L1 loss", validator=in_range(0.0))
+    weight_mel: float = field(1.0, help="weight of the multi-scale mel loss", validator=in_range(0.0))
+    weight_commit: float = field(1.0, help="weight of the commitment loss", validator=in_range(0.0))
+    mel_scales: tuple[int, ...] = field(
+        (64, 128, 256, 512, 1024, 2048), help="STFT window sizes of the multi-scale mel loss (hop = window / 4)"
+    )
+    n_mels: int = field(64, help="mel bands per scale (capped at window / 4)", validator=in_range(8))
+    codebook_decay: float = field(0.99, help="EMA decay of the codebooks", validator=in_range(0.0, 1.0))
+    kmeans_iters: int = field(50, help="k-means iterations of the codebook init", validator=in_range(1))
+    dead_code_threshold: float = field(2.0, help="re-seed codebook entries whose EMA count falls below this", validator=in_range(0.0))
+    eval_clips: int = field(8, help="held-out synthetic clips for the quality report", validator=in_range(0))
+    eval_seconds: float = field(2.0, help="length of each held-out clip", validator=in_range(0.1))
+    log_every: int = field(50, help="steps between loss log lines", validator=in_range(1))
+    seed: int = field(0, help="seed of crops, initialisation and synthetic clips")
+
+
+# ---------------------------------------------------------------------------------------
+# Spectral features and losses
+
+
+def hz_to_mel(hz: torch.Tensor) -> torch.Tensor:
+    """HTK mel scale."""
+    return 2595.0 * torch.log10(1.0 + hz / 700.0)
+
+
+def mel_to_hz(mel: torch.Tensor) -> torch.Tensor:
+    return 700.0 * (10.0 ** (mel / 2595.0) - 1.0)
+
+
+@functools.lru_cache(maxsize=32)
+def mel_filterbank(n_fft: int, n_mels: int, sample_rate: int, f_min: float = 0.0,
+                   f_max: float | None = None) -> torch.Tensor:
+    """Triangular mel filters ``(n_mels, n_fft // 2 + 1)``, area-normalised (Slaney style)."""
+    f_max = f_max or sample_rate / 2
+    freqs = torch.linspace(0, sample_rate / 2, n_fft // 2 + 1, dtype=torch.float64)  # (F,)
+    edges = mel_to_hz(torch.linspace(hz_to_mel(torch.tensor(f_min)), hz_to_mel(torch.tensor(f_max)),
+                                     n_mels + 2, dtype=torch.float64))  # (M + 2,)
+    lower, centre, upper = edges[:-2, None], edges[1:-1, None], edges[2:, None]  # (M, 1)
+    rising = (freqs[None] - lower) / (centre - lower)
+    falling = (upper - freqs[None]) / (upper - centre)
+    filters = torch.clamp(torch.minimum(rising, falling), min=0.0)  # (M, F)
+    filters = filters * (2.0 / (upper - lower))
+    return filters.float()
+
+
+def mel_spectrogram(wav: torch.Tensor, sample_rate: int, n_fft: int, n_mels: int) -> torch.Tensor:
+    """Mel magnitude spectrogram of ``(B, C, T)`` -> ``(B, C, M, frames)`` (hann, hop n_fft/4)."""
+    b, c, t = wav.shape
+    flat = wav.reshape(b * c, t)
+    if t < n_fft // 2 + 1:  # reflect padding of the centred STFT needs a little length
+        flat = F.pad(flat, (0, n_fft // 2 + 1 - t))
+    spec = torch.stft(
+        flat, n_fft, hop_length=n_fft // 4, window=torch.hann_window(n_fft, device=wav.device, dtype=wav.dtype),
+        center=True, return_complex=True,
+    ).abs()  # (B*C, F, frames)
+    filters = mel_filterbank(n_fft, n_mels, sample_rate).to(wav.device, wav.dtype)  # (M, F)
+    mel = filters @ spec  # (B*C, M, frames)
+    return mel.reshape(b, c, n_mels, -1)
+
+
+def multiscale_mel_loss(
+    estimate: torch.Tensor, target: torch.Tensor, sample_rate: int, scales: Sequence[int], n_mels: int
+) -> torch.Tensor:
+    """Mean over scales of ``L1(log mel) + L1(mel)`` between two ``(B, C, T)`` waveforms."""
+    total = estimate.new_zeros(())
+    for n_fft in scales:
+        bands = min(n_mels, n_fft // 4)
+        est = mel_spectrogram(estimate, sample_rate, n_fft, bands)
+        ref = mel_spectrogram(target, sample_rate, n_fft, bands)
+        total = total + F.l1_loss(torch.log(est.clamp_min(1e-5)), torch.log(ref.clamp_min(1e-5)))
+        total = total + F.l1_loss(est, ref)
+    return total / len(scales)
+
+
+def mel_distance(estimate: torch.Tensor, target: torch.Tensor, sample_rate: int) -> float:
+    """Mean absolute log10-mel difference (1024-point STFT, 64 bands); 0 = identical."""
+    est = mel_spectrogram(estimate, sample_rate, 1024, 64)
+    ref = mel_spectrogram(target, sample_rate, 1024, 64)
+    return float((torch.log10(est.clamp_min(1e-5)) - torch.log10(ref.clamp_min(1e-5))).abs().mean())
+
+
+def si_snr(estimate: torch.Tensor, target: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """Scale-invariant SNR in dB per item of ``(..., T)`` waveforms (higher is better)."""
+    estimate = estimate - estimate.mean(-1, keepdim=True)
+    target = target - target.mean(-1, keepdim=True)
+    scale = (estimate * target).sum(-1, keepdim=True) / (target.pow(2).sum(-1, keepdim=True) + eps)
+    projection = scale * target
+    noise = estimate - projection
+    return 10 * torch.log10((projection.pow(2).sum(-1) + eps) / (noise.pow(2).sum(-1) + eps))
+
+
+# ---------------------------------------------------------------------------------------
+# Synthetic probe audio
+
+
+def synthetic_clips(count: int, seconds: float, sample_rate: int, *, seed: int = 0) -> list[torch.Tensor]:
+    """``count`` mono clips ``(1, T)`` of simple sound events: harmonic tones, chirps, band-limited
+    noise bursts and impacts (decaying modes + click), 1-3 events each at random times."""
+    gen = torch.Generator().manual_seed(seed)
+    n = max(1, round(seconds * sample_rate))
+    t = torch.arange(n, dtype=torch.float64) / sample_rate
+
+    def rand(low: float, high: float) -> float:
+        return low + (high - low) * float(torch.rand((), generator=gen, dtype=torch.float64))
+
+    def envelope(start: float, length: float, attack: float, release: float) -> torch.Tensor:
+        local = t - start
+        up = (local / attack).clamp(0, 1)
+        down = ((start + length - t) / release).clamp(0, 1)
+        return up * down * (local >= 0)
+
+    def tone() -> torch.Tensor:
+        f0, start = rand(110, 880), rand(0, seconds * 0.6)
+        env = envelope(start, rand(0.2, seconds - start), 0.01, 0.05)
+        parts = sum((0.6 ** k) * torch.sin(2 * math.pi * f0 * (k + 1) * t + rand(0, 6.28)) for k in range(4))
+        return env * parts
+
+    def chirp() -> torch.Tensor:
+        f_a, f_b, start = rand(150, 3000), rand(150, 3000), rand(0, seconds * 0.5)
+        length = rand(0.2, seconds - start)
+        local = (t - start).clamp(0, length)
+        phase = 2 * math.pi * (f_a * local + (f_b - f_a) * local.pow(2) / (2 * length))
+        return envelope(start, length, 0.01, 0.05) * torch.sin(phase)
+
+    def noise_burst() -> torch.Tensor:
+        white = torch.randn(n, generator=gen, dtype=torch.float64)
+        spectrum = torch.fft.rfft(white)
+        freqs = torch.fft.rfftfreq(n, 1 / sample_rate).double()
+        centre, width = rand(300, 5000), rand(200, 2000)
+        spectrum = spectrum * torch.exp(-((freqs - centre) / width) ** 2)
+        band = torch.fft.irfft(spectrum, n)
+        band = band / band.abs().max().clamp_min(1e-9)
+        start = rand(0, seconds * 0.7)
+        return envelope(start, rand(0.1, 0.5), 0.005, 0.05) * band
+
+    def impact() -> torch.Tensor:
+        start = rand(0, seconds * 0.8)
+        local = (t - start).clamp_min(0)
+        on = (t >= start).double()
+        modes = sum(torch.sin(2 * math.pi * rand(200, 4000) * local) * torch.exp(-local * rand(15, 60))
+                    for _ in range(3))
+        click = torch.randn(n, generator=gen, dtype=torch.float64) * torch.exp(-local * 400)
+        return on * (modes / 3 + 0.5 * click)
+
+    makers = (tone, chirp, noise_burst, impact)
+    clips = []
+    for _ in range(count):
+        mix = torch.zeros(n, dtype=torch.float64)
+        for _ in range(int(torch.randint(1, 4, (), generator=gen))):
+            maker = makers[int(torch.randint(0, len(makers), (), generator=gen))]
+            mix = mix + rand(0.2, 0.6) * maker()
+        mix = mix / mix.abs().max().clamp_min(1e-9) * rand(0.3, 0.9)
+        clips.append(mix.float()[None])
+    return clips
+
+
+# ---------------------------------------------------------------------------------------
+# The stage
+
+
+def _as_waveforms(items: Sequence[Any], sample_rate: int, channels: int) -> tuple[list[torch.Tensor], list[str]]:
+    """Load/convert every item to ``(C, T)`` at the codec's rate; broken files are skipped and listed."""
+    waves, skipped = [], []
+    for item in items:
+        try:
+            if isinstance(item, (str, Path)):
+                audio = load_audio(item)
+            elif isinstance(item, Audio):
+                audio = item
+            elif isinstance(item, torch.Tensor):
+                wav = item if item.dim() == 2 else item.reshape(1, -1)
+                audio = Audio(wav.float(), sample_rate)  # tensors are taken to be at the codec's rate
+            else:
+                raise InputError(f"cannot train on a {type(item).__name__}; give paths, Audio or (C, T) tensors")
+            waves.append(audio.to(sample_rate, channels).waveform)
+        except MediaError as exc:
+            skipped.append(str(exc))
+    if skipped:
+        log.warning("codec training: skipped %d unreadable file(s), e.g. %s", len(skipped), skipped[0])
+    return waves, skipped
+
+
+def _random_batch(waves: list[torch.Tensor], batch: int, length: int, gen: torch.Generator) -> torch.Tensor:
+    """``(B, C, length)`` random crops; shorter clips are zero-padded at the end."""
+    crops = []
+    for _ in range(batch):
+        wav = waves[int(torch.randint(0, len(waves), (), generator=gen))]
+        if wav.shape[-1] <= length:
+            crops.append(F.pad(wav, (0, length - wav.shape[-1])))
+        else:
+            start = int(torch.randint(0, wav.shape[-1] - length + 1, (), generator=gen))
+            crops.append(wav[:, start:start + length])
+    return torch.stack(crops)
+
+
+@torch.no_grad()
+def evaluate_codec(codec: Any, clips: Sequence[torch.Tensor]) -> dict[str, float]:
+    """Reconstruction quality through the real ``encode`` -> ``decode`` path, averaged over clips."""
+    if not clips:
+        return {}
+    mel, snr = [], []
+    for clip in clips:
+        wav = clip[None].to(next(codec.parameters()).device)  # (1, C, T)
+        recon = codec.decode(codec.encode(wav))[..., : wav.shape[-1]]
+        mel.append(mel_distance(recon, wav, codec.sample_rate))
+        snr.append(float(si_snr(recon, wav).mean()))
+    return {"mel_distance": sum(mel) / len(mel), "si_snr_db": sum(snr) / len(snr), "clips": len(clips)}
+
+
+def train_codec(
+    codec: Any,
+    data: Sequence[Any],
+    config: CodecTrainConfig,
+    out_dir: str | Path,
+    *,
+    eval_data: Sequence[Any] | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Train ``codec`` on ``data`` (paths, :class:`Audio` or ``(C, T)`` tensors at the codec's rate).
+
+    :param eval_data: held-out clips for the quality report; default: ``config.eval_clips``
+        synthetic clips from a seed the training data does not use.
+    :return: the report written to ``out_dir/report.json`` (loss curve, quality before and after,
+        seconds, skipped files, where the checkpoint is).
+    """
+    for needed in ("training_forward", "save_pretrained", "encode", "decode"):
+        if not callable(getattr(codec, needed, None)):
+            raise PluginError(f"{type(codec).__name__} cannot be trained here: it has no {needed}()")
+    out_dir = Path(out_dir)
+    torch.manual_seed(config.seed)
+    gen = torch.Generator().manual_seed(config.seed)
+    waves, skipped = _as_waveforms(data, codec.sample_rate, codec.channels)
+    if not waves:
+        raise InputError(f"codec training got no usable audio ({len(skipped)} item(s) skipped)")
+    if eval_data is None:
+        held_out = synthetic_clips(config.eval_clips, config.eval_seconds, codec.sample_rate, seed=config.seed + 7919)
+        held_out = [c.expand(codec.channels, -1).contiguous() for c in held_out]
+    else:
+        held_out, _ = _as_waveforms(eval_data, codec.sample_rate, codec.channels)
+
+    codebook_rule = dict(
+        codebook_decay=config.codebook_decay, kmeans_iters=config.kmeans_iters,
+        dead_code_threshold=config.dead_code_threshold,
+    )
+    params = [p for p in codec.parameters() if p.requires_grad]
+    optimiser = torch.optim.Adam(params, lr=config.lr, betas=config.betas)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimiser,
+        lambda step: config.lr_min_ratio + (1 - config.lr_min_ratio) * 0.5 * (1 + math.cos(math.pi * step / config.steps)),
+    )
+    length = max(1, round(config.segment_seconds * codec.sample_rate))
+    device = params[0].device if params else torch.device("cpu")
+
+    codec.eval()
+    before = evaluate_codec(codec, held_out)
+    codec.train()
+    curve: list[dict[str, float]] = []
+    running: dict[str, float] = {}
+    started = time.perf_counter()
+    bar = _progress_bar(config.steps) if progress else None
+    for step in range(1, config.steps + 1):
+        batch = _random_batch(waves, config.batch_size, length, gen).to(device)  # (B, C, L)
+        recon, commitment = codec.training_forward(batch, **codebook_rule)
+        loss_time = F.l1_loss(recon, batch)
+        loss_mel = multiscale_mel_loss(recon, batch, codec.sample_rate, config.mel_scales, config.n_mels)
+        loss = config.weight_time * loss_time + config.weight_mel * loss_mel + config.weight_commit * commitment
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        if config.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
+        optimiser.step()
+        schedule.step()
+        parts = {"loss": loss.item(), "time_l1": loss_time.item(), "mel": loss_mel.item(), "commit": commitment.item()}
+        for key, value in parts.items():
+            running[key] = running.get(key, 0.0) + value
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{parts['loss']:.3f}")
+        if step % config.log_every == 0 or step == config.steps:
+            count = config.log_every if step % config.log_every == 0 else step % config.log_every
+            point = {"step": step, **{k: v / count for k, v in running.items()}}
+            curve.append(point)
+            running = {}
+            log.info("codec step %d/%d loss %.4f (mel %.4f, l1 %.4f, commit %.4f)", step, config.steps,
+                     point["loss"], point["mel"], point["time_l1"], point["commit"])
+    if bar is not None:
+        bar.close()
+    seconds = time.perf_counter() - started
+    codec.eval()
+    after = evaluate_codec(codec, held_out)
+    log.info("codec held-out quality: mel distance %.3f, SI-SNR %.2f dB", after.get("mel_distance", float("nan")),
+             after.get("si_snr_db", float("nan")))
+
+    codec.save_pretrained(out_dir)
+    (out_dir / "train_config.json").write_text(json.dumps(attrs.asdict(config), indent=2), encoding="utf-8")
+    report = {
+        "steps": config.steps,
+        "train_seconds": seconds,
+        "train_clips": len(waves),
+        "skipped": skipped,
+        "curve": curve,
+        "quality_before": before,
+        "quality_after": after,
+        "checkpoint": str(out_dir),
+    }
+    (out_dir / "report.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
+    return report
+
+
+def _progress_bar(total: int) -> Any:
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc="codec", unit="step", leave=False)
