@@ -21,7 +21,7 @@ import logging
 import sys
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -263,7 +263,7 @@ class _Work:
 
     # -- decoding -------------------------------------------------------------------------
 
-    def _load(self, sample: Sample, loader: Any, into: dict, kinds: list[str]) -> None:
+    def _load(self, sample: Sample, loader: Callable[[Sample], Any], into: dict, kinds: list[str]) -> None:
         """Decode a sample's media once; a failure counts against every kind that needed it."""
         try:
             into[sample.id] = loader(sample)
@@ -304,7 +304,8 @@ class _Work:
 
         self._compute(modality, ids, encode, lambda id, feats: {"features": self._store_dtype(id, feats)})
 
-    def _compute(self, kind: str, ids: list[str], encode: Any, entry: Any) -> None:
+    def _compute(self, kind: str, ids: list[str], encode: Callable[[list[str]], Sequence[torch.Tensor]],
+                 entry: Callable[[str, torch.Tensor], dict[str, torch.Tensor]]) -> None:
         """Run ``encode`` on the group; on a typed error retry item by item so one bad clip
         fails alone. Writes each result to the cache as soon as it exists."""
         if not ids:
