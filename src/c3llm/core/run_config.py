@@ -13,6 +13,7 @@
     [data]           datasets: train, eval.<label>
     [codec_train]    the codec training stage
     [train]          the LM stage (eq. 1) and the NAR stage (eq. 2)
+    [evaluate]       metric networks (reference classifier, PANNs, VGGish), SPICE, report size
 
 Component sections are checked against the config class of the plugin they name; the
 others against the attrs classes in :data:`SECTIONS`. Unknown sections and keys are errors.
@@ -28,6 +29,7 @@ import attrs
 
 from c3llm.core.config import field, from_mapping, in_range, to_mapping
 from c3llm.core.errors import ConfigError, did_you_mean
+from c3llm.core.evaluation.runner import EvaluateSection
 from c3llm.core.generation import SamplingConfig, TextDecodingConfig
 from c3llm.core.sequence import PromptConfig
 from c3llm.core.training.codec import CodecTrainConfig
@@ -107,6 +109,7 @@ SECTIONS: dict[str, type] = {
     "data": DataSection,
     "codec_train": CodecTrainConfig,
     "train": TrainSection,
+    "evaluate": EvaluateSection,
 }
 
 

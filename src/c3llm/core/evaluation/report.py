@@ -1,0 +1,406 @@
+"""The readable side of the evaluate stage: ``eval/report.md``, ``eval/report.html`` and their
+figures and samples, all rendered from the ``results.json`` dictionary.
+
+- a table per evaluation split shaped like the paper's Table 1 (rows: task x system; columns:
+  the metrics as computed, ``fd_synth`` never relabelled ``FAD``), and a second table with the
+  synthetic world's ground-truth metrics; the best non-ceiling value per task in bold;
+- the ablations as they come out: with vs without the NAR refiner, per-frame vs mean-pooled
+  video features (synchronisation metrics);
+- training curves (LM and NAR ``metrics.jsonl``, the codec's ``report.json``);
+- log-mel spectrograms of generated vs reference audio and playable WAVs for a few clips.
+
+Figures use matplotlib's Agg canvas directly (no pyplot, no global backend switch).
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import logging
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from c3llm.core.media import load_audio
+
+log = logging.getLogger(__name__)
+
+#: Paper-style columns, in this order when present (the names the metrics computed).
+MAIN_COLUMNS = ("fad", "fd", "fd_synth", "kl", "kl_synth", "mkl", "mkl_synth", "isc", "isc_synth",
+                "onset_acc", "onset_ap", "cider_d", "spice", "spider")
+#: Ground-truth columns of the synthetic world, then anything else, in this order when present.
+EXTRA_COLUMNS = ("source_acc", "onset_f1", "pitch_acc", "event_count_acc", "onset_detection_acc",
+                 "caption_source_acc", "caption_pitch_acc", "caption_count_acc", "caption_attribute_acc")
+LOWER_IS_BETTER = ("fad", "fd", "kl", "mkl")
+#: Table order of the tasks, as in the paper's Table 1.
+TASK_ORDER = ("v2a", "a2t", "t2a")
+#: Generated folders shown beside the reference in spectrograms and samples.
+EXAMPLE_AUDIO = (("t2a", "T2A C3LLM"), ("t2a_no_nar", "T2A w/o NAR"), ("v2a", "V2A C3LLM"),
+                 ("v2a_no_nar", "V2A w/o NAR"), ("v2a_pooled", "V2A pooled video"))
+
+
+def lower_is_better(key: str) -> bool:
+    """Distances and divergences (``fd_synth``, ``mkl``, ``fad_inf``…) are better low."""
+    return key.split("_")[0] in LOWER_IS_BETTER
+
+
+def arrow(key: str) -> str:
+    return "↓" if lower_is_better(key) else "↑"
+
+
+def format_value(metrics: dict[str, Any], key: str) -> str:
+    value = metrics.get(key)
+    if value is None:
+        return "—"
+    text = f"{value:.1f}" if abs(value) >= 100 else f"{value:.3f}"
+    std = metrics.get(f"{key}_std")
+    return f"{text} ± {std:.2f}" if std is not None else text
+
+
+def split_columns(split: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """(main, extra) metric columns that hold at least one value in this split."""
+    present = {k for task in split["tasks"].values() for system in task["systems"].values()
+               for k in system["metrics"] if not k.endswith("_std")}
+    main = [k for k in MAIN_COLUMNS if k in present]
+    extra = [k for k in EXTRA_COLUMNS if k in present] + sorted(present - set(MAIN_COLUMNS) - set(EXTRA_COLUMNS))
+    return main, extra
+
+
+def table_rows(split: dict[str, Any], columns: Sequence[str]) -> list[dict[str, Any]]:
+    """One row per (task, system): labels, formatted cells, and which cells are best in their task."""
+    rows = []
+    for task_key in [t for t in TASK_ORDER if t in split["tasks"]]:
+        task = split["tasks"][task_key]
+        systems = task["systems"]
+        best = {}
+        for col in columns:
+            values = [s["metrics"][col] for s in systems.values() if s["kind"] != "ceiling" and col in s["metrics"]]
+            if values:
+                best[col] = min(values) if lower_is_better(col) else max(values)
+        for key, system in systems.items():
+            cells = [format_value(system["metrics"], col) for col in columns]
+            bold = [system["kind"] != "ceiling" and col in system["metrics"] and system["metrics"][col] == best.get(col)
+                    for col in columns]
+            rows.append({"task": task["label"], "system": system["label"], "kind": system["kind"], "cells": cells,
+                         "bold": bold})
+    return rows
+
+
+def ablation_rows(split: dict[str, Any]) -> list[dict[str, str]]:
+    """Both ablations flattened: study, task, metric, the two values, delta, which side is better."""
+    rows = []
+    studies = (("nar", "with vs without NAR", ("with_nar", "without_nar")),
+               ("video_pooling", "per-frame vs mean-pooled video", ("per_frame", "mean_pooled")))
+    for study, title, (a, b) in studies:
+        for task, metrics in split["ablations"].get(study, {}).items():
+            for metric, v in metrics.items():
+                if v[a] is None or v[b] is None:
+                    continue
+                better = "tie" if v[a] == v[b] else (a if (v[a] < v[b]) == lower_is_better(metric) else b)
+                rows.append({"study": title, "task": task.upper(), "metric": f"{metric} {arrow(metric)}",
+                             "a": f"{v[a]:.3f}", "b": f"{v[b]:.3f}", "delta": f"{v['delta']:+.3f}",
+                             "better": better.replace("_", " ")})
+    return rows
+
+
+# ---------------------------------------------------------------------------------------
+# Figures
+
+
+def _figure(width: float, height: float):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), dpi=100)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    rows = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                log.warning("report: skipping a malformed line of %s", path)
+    return rows
+
+
+def plot_curve(records: Sequence[dict[str, Any]], keys: Sequence[str], title: str, path: Path) -> Path | None:
+    """Each of ``keys`` against ``step`` (log scale when every value is positive)."""
+    series = {k: [(r["step"], r[k]) for r in records if isinstance(r.get(k), int | float) and "step" in r]
+              for k in keys}
+    series = {k: v for k, v in series.items() if v}
+    if not series:
+        return None
+    fig = _figure(6.0, 3.4)
+    ax = fig.add_subplot()
+    for key, points in series.items():
+        steps, values = zip(*points)
+        ax.plot(steps, values, label=key, linewidth=1.6 if key == "loss" else 1.0)
+    if all(v > 0 for points in series.values() for _, v in points):
+        ax.set_yscale("log")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.subplots_adjust(left=0.12, right=0.97, bottom=0.15, top=0.9)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    return path
+
+
+def plot_training_curves(run_dir: Path, fig_dir: Path) -> list[dict[str, str]]:
+    """PNG loss curves of the LM stage, the NAR stage and the codec, for those that exist."""
+    made = []
+    for stage, title in (("lm", "LM stage (eq. 1)"), ("nar", "NAR stage (eq. 2)")):
+        path = run_dir / "train" / stage / "metrics.jsonl"
+        if path.is_file():
+            records = read_jsonl(path)
+            keys = sorted({k for r in records for k in r if k == "loss" or k.startswith("loss_")})
+            out = plot_curve(records, keys, f"{title}: {path.relative_to(run_dir)}", fig_dir / f"loss_{stage}.png")
+            if out:
+                made.append({"title": title, "path": str(out.relative_to(fig_dir.parent))})
+    codec = run_dir / "codec" / "report.json"
+    if codec.is_file():
+        curve = json.loads(codec.read_text(encoding="utf-8")).get("curve") or []
+        keys = sorted({k for r in curve for k in r if k != "step"})
+        out = plot_curve(curve, keys, "codec training: codec/report.json", fig_dir / "loss_codec.png")
+        if out:
+            made.append({"title": "Codec training", "path": str(out.relative_to(fig_dir.parent))})
+    return made
+
+
+def plot_spectrograms(clips: Sequence[tuple[str, Path]], title: str, path: Path, *, sample_rate: int = 16000) -> Path:
+    """Log-mel spectrograms side by side, on one colour scale (80 dB range)."""
+    import torch
+
+    from c3llm.core.evaluation.embedders import LogMel
+
+    mel = LogMel(sample_rate=sample_rate, n_fft=512, hop_length=128, n_mels=64, fmin=0.0, fmax=sample_rate / 2)
+    specs = []
+    with torch.no_grad():
+        for name, wav_path in clips:
+            audio = load_audio(wav_path).to(sample_rate, channels=1)
+            specs.append((name, mel(audio.waveform)[0].numpy(), audio.duration))  # (frames, n_mels)
+    top = max(float(s.max()) for _, s, _ in specs)
+    fig = _figure(2.6 * len(specs), 2.6)
+    axes = fig.subplots(1, len(specs), squeeze=False)[0]
+    for ax, (name, spec, duration) in zip(axes, specs):
+        image = ax.imshow(spec.T, origin="lower", aspect="auto", extent=(0, duration, 0, spec.shape[1]),
+                          vmin=top - 80, vmax=top, cmap="magma")
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel("s")
+    axes[0].set_ylabel("mel band")
+    fig.subplots_adjust(left=0.06, right=0.9, bottom=0.18, top=0.8, wspace=0.25)
+    fig.colorbar(image, cax=fig.add_axes((0.915, 0.18, 0.012, 0.62)), label="dB")
+    fig.suptitle(title, fontsize=10)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    return path
+
+
+# ---------------------------------------------------------------------------------------
+# Examples
+
+
+def collect_examples(run_dir: Path, splits: dict[str, list], count: int) -> dict[str, list[dict[str, Any]]]:
+    """The first ``count`` clips of each split: reference and generated WAV paths, captions."""
+    from c3llm.core.evaluation.runner import CAPTIONS_FILE, read_captions
+
+    examples: dict[str, list[dict[str, Any]]] = {}
+    for label, samples in splits.items():
+        gen_dir = run_dir / "generated" / label
+        captions = read_captions(gen_dir / CAPTIONS_FILE)
+        chosen = []
+        for s in samples[:count]:
+            audio = [("reference", "Reference", Path(s.audio_path))]
+            audio += [(folder, name, gen_dir / folder / f"{s.id}.wav") for folder, name in EXAMPLE_AUDIO
+                      if (gen_dir / folder / f"{s.id}.wav").is_file()]
+            chosen.append({"id": s.id, "prompt": s.captions[0] if s.captions else None,
+                           "caption": captions.get(s.id, {}).get("caption"), "references": list(s.captions),
+                           "audio": audio})
+        examples[label] = chosen
+    return examples
+
+
+def materialise_examples(examples: dict[str, list[dict[str, Any]]], eval_dir: Path) -> dict[str, list[dict[str, Any]]]:
+    """Copy the example WAVs into ``eval/samples/`` and draw their spectrograms; paths become
+    relative to ``eval/``."""
+    shown: dict[str, list[dict[str, Any]]] = {}
+    for label, clips in examples.items():
+        shown[label] = []
+        for clip in clips:
+            copies = []
+            for key, name, src in clip["audio"]:
+                dst = eval_dir / "samples" / label / clip["id"] / f"{key}.wav"
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(src, dst)
+                copies.append({"name": name, "path": str(dst.relative_to(eval_dir))})
+            figure = plot_spectrograms([(name, src) for _, name, src in clip["audio"]], f"{label} / {clip['id']}",
+                                       eval_dir / "figures" / f"mel_{label}_{clip['id']}.png")
+            shown[label].append({**{k: v for k, v in clip.items() if k != "audio"}, "audio": copies,
+                                 "spectrogram": str(figure.relative_to(eval_dir))})
+    return shown
+
+
+# ---------------------------------------------------------------------------------------
+# Rendering
+
+NOTES = (
+    "Scores carry the name of the network that produced them: `*_synth` come from the reference classifier "
+    "trained on this run's training labels (a stand-in where no PANNs/VGGish weights exist), never to be set "
+    "beside the paper's FAD/KL/ISc. `fd`, `kl`, `mkl`, `isc` (PANNs CNN14) and `fad` (VGGish) appear only when "
+    "their checkpoints are given. Baselines use training data only; the ceiling row scores the references "
+    "themselves where that is not trivially perfect (ISc, metadata metrics; captions: one reference against "
+    "the others). Bold: best non-ceiling value per task."
+)
+
+
+def _md_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def _metric_table_md(split: dict[str, Any], columns: Sequence[str]) -> str:
+    rows = [[r["task"], r["system"]] + [f"**{c}**" if b else c for c, b in zip(r["cells"], r["bold"])]
+            for r in table_rows(split, columns)]
+    return _md_table(["task", "system"] + [f"{c} {arrow(c)}" for c in columns], rows)
+
+
+def _classifier_line(info: dict[str, Any]) -> str:
+    if not info.get("available"):
+        return f"Reference classifier: not available ({info.get('reason')})."
+    acc = info.get("accuracy")
+    heldout = (info.get("training") or {}).get("heldout_accuracy")
+    parts = [f"Reference classifier ({len(info['labels'])} classes): accuracy on the "
+             f"`{info['accuracy_split']}` reference audio {acc:.3f}" if acc is not None else
+             f"Reference classifier ({len(info['labels'])} classes): no labelled reference audio to check it on"]
+    if heldout is not None:
+        parts.append(f"held-out training clips {heldout:.3f}")
+    others = {k: v for k, v in info.get("accuracy_per_split", {}).items() if k != info.get("accuracy_split")}
+    parts += [f"`{k}` {v:.3f}" for k, v in others.items()]
+    return "; ".join(parts) + "."
+
+
+def render_markdown(results: dict[str, Any], figures: list[dict[str, str]],
+                    examples: dict[str, list[dict[str, Any]]]) -> str:
+    out = [f"# Evaluation: {results['run']['name']}", "", NOTES, "", _classifier_line(results["reference_classifier"]), ""]
+    for label, split in results["splits"].items():
+        main, extra = split_columns(split)
+        out += [f"## Split `{label}` ({split['num_clips']} clips)", "", "### Main table (cf. the paper's Table 1)", "",
+                _metric_table_md(split, main), ""]
+        if extra:
+            out += ["### Ground-truth metrics (synthetic world) and more", "", _metric_table_md(split, extra), ""]
+        ablations = ablation_rows(split)
+        if ablations:
+            out += ["### Ablations", "", _md_table(["study", "task", "metric", "first", "second", "delta", "better"],
+                                                    [[a["study"], a["task"], a["metric"], a["a"], a["b"], a["delta"],
+                                                      a["better"]] for a in ablations]), ""]
+    out += ["## Training curves", ""]
+    out += [f"![{f['title']}]({f['path']})" for f in figures] or ["No training curves found in this run folder."]
+    out += ["", "## Examples", ""]
+    for label, clips in examples.items():
+        for clip in clips:
+            out += [f"### `{label}` / `{clip['id']}`", ""]
+            if clip["prompt"]:
+                out.append(f"- T2A prompt: {clip['prompt']}")
+            if clip["caption"] is not None:
+                out.append(f"- A2T caption: {clip['caption']}")
+            out.append("- References: " + " / ".join(clip["references"]))
+            out.append("- Audio: " + ", ".join(f"[{a['name']}]({a['path']})" for a in clip["audio"]))
+            out += ["", f"![spectrograms]({clip['spectrogram']})", ""]
+    out += ["## Not computed, and why", ""]
+    out += [f"- `{k}`: {v}" for k, v in results["unavailable"].items()] or ["Everything was computed."]
+    return "\n".join(out) + "\n"
+
+
+CSS = """
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; }
+table { border-collapse: collapse; margin: 0.6em 0 1.4em; font-size: 0.9em; }
+th, td { border: 1px solid #ccc; padding: 0.25em 0.55em; text-align: right; }
+th { background: #f2f2f2; } td.l { text-align: left; }
+tr.baseline td { color: #555; } tr.ceiling td { color: #777; font-style: italic; }
+tr.first td { border-top: 2px solid #888; }
+.clip { border: 1px solid #ddd; padding: 0.6em 1em; margin: 1em 0; }
+.players { display: flex; flex-wrap: wrap; gap: 1em; } .players div { font-size: 0.85em; }
+img { max-width: 100%; } code { background: #f4f4f4; padding: 0 0.2em; }
+"""
+
+
+def _e(text: Any) -> str:
+    return html.escape(str(text))
+
+
+def _metric_table_html(split: dict[str, Any], columns: Sequence[str]) -> str:
+    head = "".join(f"<th>{_e(c)} {arrow(c)}</th>" for c in columns)
+    body, previous = [], None
+    for r in table_rows(split, columns):
+        classes = [r["kind"]] + (["first"] if r["task"] != previous else [])
+        previous = r["task"]
+        cells = "".join(f"<td>{'<b>' + _e(c) + '</b>' if b else _e(c)}</td>" for c, b in zip(r["cells"], r["bold"]))
+        body.append(f"<tr class=\"{' '.join(classes)}\"><td class=l>{_e(r['task'])}</td>"
+                    f"<td class=l>{_e(r['system'])}</td>{cells}</tr>")
+    return f"<table><tr><th>task</th><th>system</th>{head}</tr>{''.join(body)}</table>"
+
+
+def render_html(results: dict[str, Any], figures: list[dict[str, str]],
+                examples: dict[str, list[dict[str, Any]]]) -> str:
+    notes = html.escape(NOTES).replace("`", "")
+    parts = [f"<!doctype html><html><head><meta charset=utf-8><title>Evaluation: {_e(results['run']['name'])}</title>"
+             f"<style>{CSS}</style></head><body>", f"<h1>Evaluation: {_e(results['run']['name'])}</h1>",
+             f"<p>{notes}</p>", f"<p>{_e(_classifier_line(results['reference_classifier']).replace('`', ''))}</p>"]
+    for label, split in results["splits"].items():
+        main, extra = split_columns(split)
+        parts += [f"<h2>Split <code>{_e(label)}</code> ({split['num_clips']} clips)</h2>",
+                  "<h3>Main table (cf. the paper's Table 1)</h3>", _metric_table_html(split, main)]
+        if extra:
+            parts += ["<h3>Ground-truth metrics (synthetic world) and more</h3>", _metric_table_html(split, extra)]
+        ablations = ablation_rows(split)
+        if ablations:
+            rows = "".join(f"<tr><td class=l>{_e(a['study'])}</td><td class=l>{_e(a['task'])}</td>"
+                           f"<td class=l>{_e(a['metric'])}</td><td>{a['a']}</td><td>{a['b']}</td>"
+                           f"<td>{a['delta']}</td><td class=l>{_e(a['better'])}</td></tr>" for a in ablations)
+            parts += ["<h3>Ablations</h3>", "<table><tr><th>study</th><th>task</th><th>metric</th><th>first</th>"
+                      f"<th>second</th><th>delta</th><th>better</th></tr>{rows}</table>"]
+    parts.append("<h2>Training curves</h2>")
+    parts += [f"<figure><img src=\"{_e(f['path'])}\" alt=\"{_e(f['title'])}\"></figure>" for f in figures] or [
+        "<p>No training curves found in this run folder.</p>"]
+    parts.append("<h2>Examples</h2>")
+    for label, clips in examples.items():
+        for clip in clips:
+            parts.append(f"<div class=clip><h3><code>{_e(label)}</code> / <code>{_e(clip['id'])}</code></h3><ul>")
+            if clip["prompt"]:
+                parts.append(f"<li>T2A prompt: {_e(clip['prompt'])}</li>")
+            if clip["caption"] is not None:
+                parts.append(f"<li>A2T caption: <b>{_e(clip['caption'])}</b></li>")
+            parts.append(f"<li>References: {_e(' / '.join(clip['references']))}</li></ul><div class=players>")
+            parts += [f"<div>{_e(a['name'])}<br><audio controls preload=none src=\"{_e(a['path'])}\"></audio></div>"
+                      for a in clip["audio"]]
+            parts.append(f"</div><img src=\"{_e(clip['spectrogram'])}\" alt=\"spectrograms\"></div>")
+    parts.append("<h2>Not computed, and why</h2><ul>")
+    parts += [f"<li><code>{_e(k)}</code>: {_e(v)}</li>" for k, v in results["unavailable"].items()] or [
+        "<li>Everything was computed.</li>"]
+    parts.append("</ul></body></html>")
+    return "\n".join(parts) + "\n"
+
+
+def write_report(run_dir: Path, results: dict[str, Any], examples: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    """Write ``eval/report.md``, ``eval/report.html``, figures and samples.
+
+    :return: the files written, relative to ``eval/`` (recorded in results.json).
+    """
+    eval_dir = run_dir / "eval"
+    figures = plot_training_curves(run_dir, eval_dir / "figures")
+    shown = materialise_examples(examples, eval_dir)
+    (eval_dir / "report.md").write_text(render_markdown(results, figures, shown), encoding="utf-8")
+    (eval_dir / "report.html").write_text(render_html(results, figures, shown), encoding="utf-8")
+    log.info("report: %d training-curve figures, %d example clips", len(figures),
+             sum(len(c) for c in shown.values()))
+    return {"markdown": "report.md", "html": "report.html", "figures": [f["path"] for f in figures],
+            "spectrograms": [c["spectrogram"] for clips in shown.values() for c in clips],
+            "samples": [a["path"] for clips in shown.values() for c in clips for a in c["audio"]]}
