@@ -25,7 +25,8 @@ def save_tensors(path: Path, tensors: Mapping[str, torch.Tensor], metadata: Mapp
     from safetensors.torch import save_file
 
     data = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
-    save_file(data, str(path), metadata=dict(metadata or {}))
+    # an empty metadata dict makes safetensors write an unreadable header: pass None instead
+    save_file(data, str(path), metadata=dict(metadata) if metadata else None)
 
 
 def load_tensors(path: Path) -> dict[str, torch.Tensor]:

@@ -59,6 +59,8 @@ class RunSection:
     seed: int = field(0, help="global seed")
     stages: tuple[str, ...] = field((), help=f"stages `c3llm-run CONFIG` runs, from {STAGES}")
     device: str = field("cpu", help="torch device")
+    threads: int | None = field(None, validator=in_range(1),
+                                help="torch CPU threads (unset: torch's default; 1 is fastest on a busy machine)")
     projector_hidden: int | None = field(None, validator=in_range(1), help="projector MLP width")
 
     def __attrs_post_init__(self) -> None:

@@ -214,6 +214,10 @@ def run_stages(config: RunConfig, stages: Sequence[str], *, registry, progress: 
     for stage in stages:
         if stage not in STAGES:
             raise ConfigError(f"unknown stage {stage!r}.{did_you_mean(stage, STAGES)} Stages: {', '.join(STAGES)}")
+    if config.run.threads:
+        import torch
+
+        torch.set_num_threads(config.run.threads)
     ctx = RunContext(config, registry, progress=progress)
     ctx.directory.mkdir(parents=True, exist_ok=True)
     resolved = config.to_mapping(registry)
