@@ -91,6 +91,9 @@ def test_dead_codes_are_reseeded_from_the_batch(codec):
     samples = torch.full((5, cb.embed.shape[1]), 7.0)
     assert expire_dead_codes_(cb, samples, CodebookLearning(dead_code_threshold=2.0)) == cb.embed.shape[0] - 1
     assert torch.equal(cb.embed[0], kept) and (cb.embed[1:] == 7.0).all()
+    # the averages agree with the new entries, so an EMA step with no assignment keeps them
+    ema_update_(cb, samples[:1], torch.zeros(1, dtype=torch.long), CodebookLearning(decay=0.9))
+    torch.testing.assert_close(cb.embed[1:], torch.full_like(cb.embed[1:], 7.0))
 
 
 def _tones(sr: int, freqs=(220.0, 330.0, 440.0, 660.0)) -> list[torch.Tensor]:

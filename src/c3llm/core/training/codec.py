@@ -223,7 +223,9 @@ def _as_waveforms(items: Sequence[Any], sample_rate: int, channels: int) -> tupl
             elif isinstance(item, Audio):
                 audio = item
             elif isinstance(item, torch.Tensor):
-                wav = item if item.dim() == 2 else item.reshape(1, -1)
+                if item.dim() not in (1, 2):
+                    raise InputError(f"training tensors must be (T,) or (C, T), got shape {tuple(item.shape)}")
+                wav = item if item.dim() == 2 else item[None]
                 audio = Audio(wav.float(), sample_rate)  # tensors are taken to be at the codec's rate
             else:
                 raise InputError(f"cannot train on a {type(item).__name__}; give paths, Audio or (C, T) tensors")

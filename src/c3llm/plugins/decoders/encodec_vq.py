@@ -10,7 +10,7 @@ to learn them. This module adds the EnCodec/SoundStream rule:
   assignment counts and of the summed assigned vectors; ``embed`` is their Laplace-smoothed
   ratio, so codebooks learn without gradients;
 - **dead-code expiry**: entries whose EMA count falls under a threshold are re-seeded from
-  random frames of the current batch;
+  random frames of the current batch (after the EMA step, so the new entries persist);
 - **straight-through** gradients to the encoder and a **commitment** loss pulling encoder
   frames towards their code vectors.
 """
@@ -89,6 +89,11 @@ def init_codebook_(codebook: nn.Module, samples: torch.Tensor, rule: CodebookLea
 def expire_dead_codes_(codebook: nn.Module, samples: torch.Tensor, rule: CodebookLearning) -> int:
     """Re-seed entries used less than ``rule.dead_code_threshold`` (EMA count) from ``samples``.
 
+    Run after :func:`ema_update_`: the re-seeded entries also get ``embed_avg`` and
+    ``cluster_size`` consistent with their new vectors (count = threshold), so the next EMA
+    step keeps them instead of recomputing them from the stale averages (the original
+    implementation expires before the EMA step, which then overwrites the new entries).
+
     :return: the number of entries replaced.
     """
     if rule.dead_code_threshold <= 0:
@@ -96,8 +101,10 @@ def expire_dead_codes_(codebook: nn.Module, samples: torch.Tensor, rule: Codeboo
     dead = codebook.cluster_size < rule.dead_code_threshold  # (K,)
     count = int(dead.sum())
     if count:
-        fresh = sample_rows(samples, codebook.embed.shape[0])
-        codebook.embed.copy_(torch.where(dead[:, None], fresh, codebook.embed))
+        fresh = sample_rows(samples, count)  # (n_dead, D)
+        codebook.embed[dead] = fresh
+        codebook.embed_avg[dead] = fresh * rule.dead_code_threshold
+        codebook.cluster_size[dead] = rule.dead_code_threshold
     return count
 
 
@@ -143,8 +150,8 @@ def residual_quantize(
         # vectors of the codebook as it was when assigning (the update below is for next step)
         chosen = F.embedding(assign, codebook.embed.clone()).view(b, s, d).permute(0, 2, 1)  # (B, D, S)
         if learn:
-            expire_dead_codes_(codebook, flat, rule)
             ema_update_(codebook, flat, assign, rule)
+            expire_dead_codes_(codebook, flat, rule)
         losses.append(F.mse_loss(residual, chosen.detach()))
         straight = residual + (chosen - residual).detach()
         quantized_sum = quantized_sum + straight
