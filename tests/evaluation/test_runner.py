@@ -130,6 +130,8 @@ def test_scores_order_as_the_outputs_deserve(evaluated):
     assert good["fd_synth"] < noise["fd_synth"]
     assert good["kl_synth"] < 1e-9 < noise["kl_synth"]
     assert good["onset_f1"] > noise["onset_f1"]
+    assert results["splits"]["test"]["isc_splits"] == NUM_TEST // 2  # two clips per split at least
+    assert good["isc_synth"] > noise["isc_synth"]  # confident and varied vs one class for all
     v2a = results["splits"]["test"]["tasks"]["v2a"]["systems"]
     assert v2a["c3llm"]["metrics"]["onset_ap"] > v2a["c3llm_pooled"]["metrics"]["onset_ap"]
     assert v2a["c3llm"]["metrics"]["onset_f1"] > v2a["c3llm_pooled"]["metrics"]["onset_f1"]
@@ -173,7 +175,8 @@ def test_report_files(evaluated):
         assert re.search(rf"^\| {task} \| C3LLM \|", md, flags=re.M), task
         assert f"<td class=l>{task}</td>" in page
     assert "C3LLM w/o NAR" in md and "mean-pooled video" in md
-    assert "fd_synth ↓" in md and "Ablations" in md
+    assert "fd_synth ↓" in md and "Ablation: With vs without the NAR refiner" in md
+    assert "| V2A | onset_f1 ↑ |" in md and "Ablation: Per-frame vs mean-pooled" in page
     for name in ("loss_lm.png", "loss_nar.png"):
         assert (eval_dir / "figures" / name).stat().st_size > 1000
     assert len(results["report"]["spectrograms"]) == 4  # two clips in each of two splits

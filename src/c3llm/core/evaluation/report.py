@@ -53,7 +53,7 @@ def format_value(metrics: dict[str, Any], key: str) -> str:
     value = metrics.get(key)
     if value is None:
         return "—"
-    text = f"{value:.1f}" if abs(value) >= 100 else f"{value:.3f}"
+    text = f"{value:.1f}" if abs(value) >= 100 else _number(value)
     std = metrics.get(f"{key}_std")
     return f"{text} ± {std:.2f}" if std is not None else text
 
@@ -87,21 +87,33 @@ def table_rows(split: dict[str, Any], columns: Sequence[str]) -> list[dict[str, 
     return rows
 
 
-def ablation_rows(split: dict[str, Any]) -> list[dict[str, str]]:
-    """Both ablations flattened: study, task, metric, the two values, delta, which side is better."""
-    rows = []
-    studies = (("nar", "with vs without NAR", ("with_nar", "without_nar")),
-               ("video_pooling", "per-frame vs mean-pooled video", ("per_frame", "mean_pooled")))
-    for study, title, (a, b) in studies:
+ABLATIONS = (("nar", "With vs without the NAR refiner", ("with_nar", "with NAR"), ("without_nar", "without NAR")),
+             ("video_pooling", "Per-frame vs mean-pooled video features (synchronisation)",
+              ("per_frame", "per-frame"), ("mean_pooled", "mean-pooled")))
+
+
+def _number(value: float, signed: bool = False) -> str:
+    """Three decimals; round-off around zero (FD of identical sets is -1e-12) shows as 0."""
+    value = 0.0 if abs(value) < 5e-4 else value
+    return f"{value:+.3f}" if signed else f"{value:.3f}"
+
+
+def ablation_tables(split: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each ablation as a table: headers and rows (task, metric, both values, delta, better side)."""
+    tables = []
+    for study, title, (a, a_name), (b, b_name) in ABLATIONS:
+        rows = []
         for task, metrics in split["ablations"].get(study, {}).items():
             for metric, v in metrics.items():
                 if v[a] is None or v[b] is None:
                     continue
-                better = "tie" if v[a] == v[b] else (a if (v[a] < v[b]) == lower_is_better(metric) else b)
-                rows.append({"study": title, "task": task.upper(), "metric": f"{metric} {arrow(metric)}",
-                             "a": f"{v[a]:.3f}", "b": f"{v[b]:.3f}", "delta": f"{v['delta']:+.3f}",
-                             "better": better.replace("_", " ")})
-    return rows
+                better = "tie" if v[a] == v[b] else (a_name if (v[a] < v[b]) == lower_is_better(metric) else b_name)
+                rows.append([task.upper(), f"{metric} {arrow(metric)}", _number(v[a]), _number(v[b]),
+                             _number(v["delta"], signed=True), better])
+        if rows:
+            tables.append({"title": title, "headers": ["task", "metric", a_name, b_name, "delta", "better"],
+                           "rows": rows})
+    return tables
 
 
 # ---------------------------------------------------------------------------------------
@@ -147,7 +159,7 @@ def plot_curve(records: Sequence[dict[str, Any]], keys: Sequence[str], title: st
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    fig.subplots_adjust(left=0.12, right=0.97, bottom=0.15, top=0.9)
+    fig.subplots_adjust(left=0.14, right=0.97, bottom=0.15, top=0.9)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
     return path
@@ -296,11 +308,8 @@ def render_markdown(results: dict[str, Any], figures: list[dict[str, str]],
                 _metric_table_md(split, main), ""]
         if extra:
             out += ["### Ground-truth metrics (synthetic world) and more", "", _metric_table_md(split, extra), ""]
-        ablations = ablation_rows(split)
-        if ablations:
-            out += ["### Ablations", "", _md_table(["study", "task", "metric", "first", "second", "delta", "better"],
-                                                    [[a["study"], a["task"], a["metric"], a["a"], a["b"], a["delta"],
-                                                      a["better"]] for a in ablations]), ""]
+        for ablation in ablation_tables(split):
+            out += [f"### Ablation: {ablation['title']}", "", _md_table(ablation["headers"], ablation["rows"]), ""]
     out += ["## Training curves", ""]
     out += [f"![{f['title']}]({f['path']})" for f in figures] or ["No training curves found in this run folder."]
     out += ["", "## Examples", ""]
@@ -360,13 +369,11 @@ def render_html(results: dict[str, Any], figures: list[dict[str, str]],
                   "<h3>Main table (cf. the paper's Table 1)</h3>", _metric_table_html(split, main)]
         if extra:
             parts += ["<h3>Ground-truth metrics (synthetic world) and more</h3>", _metric_table_html(split, extra)]
-        ablations = ablation_rows(split)
-        if ablations:
-            rows = "".join(f"<tr><td class=l>{_e(a['study'])}</td><td class=l>{_e(a['task'])}</td>"
-                           f"<td class=l>{_e(a['metric'])}</td><td>{a['a']}</td><td>{a['b']}</td>"
-                           f"<td>{a['delta']}</td><td class=l>{_e(a['better'])}</td></tr>" for a in ablations)
-            parts += ["<h3>Ablations</h3>", "<table><tr><th>study</th><th>task</th><th>metric</th><th>first</th>"
-                      f"<th>second</th><th>delta</th><th>better</th></tr>{rows}</table>"]
+        for ablation in ablation_tables(split):
+            head = "".join(f"<th>{_e(h)}</th>" for h in ablation["headers"])
+            rows = "".join("<tr>" + "".join(f"<td class=l>{_e(c)}</td>" if i in (0, 1, 5) else f"<td>{_e(c)}</td>"
+                                            for i, c in enumerate(r)) + "</tr>" for r in ablation["rows"])
+            parts += [f"<h3>Ablation: {_e(ablation['title'])}</h3>", f"<table><tr>{head}</tr>{rows}</table>"]
     parts.append("<h2>Training curves</h2>")
     parts += [f"<figure><img src=\"{_e(f['path'])}\" alt=\"{_e(f['title'])}\"></figure>" for f in figures] or [
         "<p>No training curves found in this run folder.</p>"]

@@ -267,6 +267,12 @@ def _attempt(metrics: dict[str, float], unavailable: dict[str, str], names: Sequ
             log.warning("evaluate: %s", message)
 
 
+def isc_splits(configured: int, num_clips: int, min_per_split: int = 2) -> int:
+    """ISc splits for a set: as configured, but each split keeps ``min_per_split`` clips (a
+    one-clip split scores exactly 1 whatever the audio)."""
+    return max(1, min(configured, num_clips // min_per_split))
+
+
 class Scorer:
     """Computes the metrics of one system's outputs (audio or captions) on one split."""
 
@@ -325,7 +331,7 @@ class Scorer:
                 mkl = self._network_metric("mkl", net)
                 _attempt(metrics, unavailable, [mkl.key("mkl")], lambda: mkl.compute_grouped_from_logits(
                     net.logits(key, audios), list(ids), net.logits(reference_key, references), list(ids)))
-            isc = self._network_metric("isc", net, splits=max(1, min(self.settings.isc_splits, n)))
+            isc = self._network_metric("isc", net, splits=isc_splits(self.settings.isc_splits, n))
             if n < 2:
                 unavailable[isc.key("isc")] = f"ISc needs at least two clips, this set has {n}"
             else:
@@ -464,7 +470,8 @@ def evaluate_split(label: str, samples: list, references: list[Audio], gen_dir: 
                 tasks[task_key]["unavailable"]["synth_audio"] = "the clips carry no synthetic-world metadata"
     if "a2t" in tasks and rows is None:
         tasks["a2t"]["unavailable"]["synth_captions"] = "the clips carry no synthetic-world metadata"
-    return {"num_clips": len(ids), "generated": f"generated/{label}", "tasks": tasks, "ablations": ablations(tasks)}
+    return {"num_clips": len(ids), "generated": f"generated/{label}",
+            "isc_splits": isc_splits(scorer.settings.isc_splits, len(ids)), "tasks": tasks, "ablations": ablations(tasks)}
 
 
 def _compare(a: dict[str, float], b: dict[str, float], names: Sequence[str] | None, keys: tuple[str, str]) -> dict:
