@@ -53,7 +53,7 @@ def filter_logits(logits: torch.Tensor, top_k: int = 0, top_p: float = 1.0) -> t
         sorted_logits, order = torch.sort(logits, descending=True, dim=-1)
         probs = sorted_logits.softmax(-1)
         cum = probs.cumsum(-1)
-        remove = cum - probs > top_p  # keep the smallest prefix whose mass reaches top_p
+        remove = cum - probs >= top_p - 1e-6  # keep the smallest prefix whose mass reaches top_p
         remove[..., 0] = False
         logits = logits.masked_fill(remove.scatter(-1, order, remove), float("-inf"))
     return logits

@@ -171,8 +171,9 @@ class Trainer:
     # -- the loop -------------------------------------------------------------------------
 
     def run(self, *, stop_after: int | None = None) -> list[dict[str, float]]:
-        """Train to ``config.steps`` (or only ``stop_after`` more steps — used to simulate
-        an interruption in tests). Returns the logged history of this call."""
+        """Train to ``config.steps``. ``stop_after`` stops after that many more steps as if
+        the process were killed there (no final checkpoint; used by tests). Returns the
+        history of this call."""
         cfg = self.config
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.load_checkpoint()
@@ -219,7 +220,7 @@ class Trainer:
                         fh.write(json.dumps(record) + "\n")
                     log.info("%s step %d/%d %s", self.name, self.step, cfg.steps,
                              " ".join(f"{k}={v:.4f}" for k, v in totals.items()))
-                if self.step % cfg.checkpoint_every == 0 or self.step == end:
+                if self.step % cfg.checkpoint_every == 0 or self.step == cfg.steps:
                     self.save_checkpoint()
             bar.update(1)
         bar.close()

@@ -94,12 +94,13 @@ class LMObjective(nn.Module):
     def forward(self, examples: Sequence[Example]) -> tuple[torch.Tensor, dict[str, float]]:
         batch = collate(examples, self.model)
         losses, rows = lm_token_losses(self.model.backbone, batch)
-        logs = {"loss": float(losses.mean()) if losses.numel() else 0.0}
+        detached = losses.detach()
+        logs = {"loss": float(detached.mean()) if detached.numel() else 0.0}
         tasks = [ex.task for ex in examples]
         for task in sorted(set(tasks)):
             sel = torch.tensor([tasks[r] == task for r in rows.tolist()], dtype=torch.bool)
             if bool(sel.any()):
-                logs[f"loss_{task}"] = float(losses[sel].mean())
+                logs[f"loss_{task}"] = float(detached[sel].mean())
         return losses.mean(), logs
 
 
@@ -153,7 +154,7 @@ class NARObjective(nn.Module):
             codes[i, :, : c.shape[1]] = c[:Q].long()
             code_mask[i, : c.shape[1]] = True
         loss = self.model.refiner.loss(cond.detach(), cond_mask, codes, code_mask)
-        return loss, {"loss": float(loss)}
+        return loss, {"loss": float(loss.detach())}
 
 
 def freeze_for_stage(model, stage: str) -> None:
