@@ -18,7 +18,6 @@ cache back for the trainer.
 from __future__ import annotations
 
 import logging
-import sys
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -531,9 +530,9 @@ class _eval_mode:
 
 def _progress_bar(total: int, enabled: bool) -> Any:
     """A tqdm bar on stderr; a no-op one when disabled or stderr is not a terminal."""
-    from tqdm.auto import tqdm
+    from c3llm.core.progress import progress_bar
 
-    return tqdm(total=total, desc="prepare", unit="clip", disable=not (enabled and sys.stderr.isatty()))
+    return progress_bar(total, "prepare", unit="clip", enabled=enabled)
 
 
 def _reason_class(reason: str) -> str:

@@ -44,7 +44,7 @@ def _done(out_dir: Path, sample_id: str, captions_done: set[str], tasks: Sequenc
 def generate_for_split(pipe, samples, out_dir: Path, *, seed: int = 0, batch_size: int = 8,
                        progress: bool = True) -> Path:
     """Generate every output above for ``samples`` into ``out_dir`` (see module doc)."""
-    from tqdm.auto import tqdm
+    from c3llm.core.progress import progress_bar
 
     model = pipe.model
     pipe._ready()
@@ -63,7 +63,7 @@ def generate_for_split(pipe, samples, out_dir: Path, *, seed: int = 0, batch_siz
     todo = [s for s in samples if not _done(out_dir, s.id, done_captions, tasks)]
     log.info("generate %s: %d clips (%d already done)", out_dir.name, len(todo), len(samples) - len(todo))
     sampling = pipe.generate_defaults.sampling
-    bar = tqdm(total=len(todo), desc=f"generate {out_dir.name}", unit="clip", disable=not progress, leave=False)
+    bar = progress_bar(len(todo), f"generate {out_dir.name}", unit="clip", enabled=progress)
     for start in range(0, len(todo), batch_size):
         batch = todo[start:start + batch_size]
         g = torch.Generator(device=model.device).manual_seed(seed + start)
@@ -105,5 +105,6 @@ def generate_for_split(pipe, samples, out_dir: Path, *, seed: int = 0, batch_siz
                         fh.write(json.dumps({"id": s.id, "caption": model.backbone.detokenize(i),
                                              "references": list(s.captions)}) + "\n")
         bar.update(len(batch))
+        log.info("generate %s: %d/%d clips", out_dir.name, start + len(batch), len(todo))
     bar.close()
     return out_dir

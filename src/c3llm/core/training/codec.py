@@ -365,6 +365,6 @@ def train_codec(
 
 
 def _progress_bar(total: int) -> Any:
-    from tqdm.auto import tqdm
+    from c3llm.core.progress import progress_bar
 
-    return tqdm(total=total, desc="codec", unit="step", leave=False)
+    return progress_bar(total, "codec", unit="step")

@@ -237,9 +237,9 @@ class _NoBar:
 def _progress(enabled: bool, start: int, total: int, name: str):
     if not enabled:
         return _NoBar()
-    from tqdm.auto import tqdm
+    from c3llm.core.progress import progress_bar
 
-    return tqdm(total=total, initial=start, desc=name, unit="step", dynamic_ncols=True, leave=False)
+    return progress_bar(total, name, unit="step", initial=start)
 
 
 def _truncate_metrics(path: Path, step: int) -> None:

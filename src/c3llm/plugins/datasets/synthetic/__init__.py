@@ -148,7 +148,7 @@ def generate_world(
     :raises InputError: ``out_dir`` is not empty and ``overwrite`` is off, or it holds
         something other than a world.
     """
-    from tqdm.auto import tqdm
+    from c3llm.core.progress import progress_bar
 
     from c3llm.plugins.datasets.synthetic.scene import plan_world, render_audio, render_frames
     from c3llm.plugins.datasets.synthetic.writer import WORLD_ENTRIES, WorldWriter
@@ -172,8 +172,13 @@ def generate_world(
     start = time.perf_counter()
     clips = plan_world(config)
     writer = WorldWriter(root)
-    for clip in tqdm(clips, desc="synthetic world", unit="clip", disable=not progress):
+    bar = progress_bar(len(clips), "synthetic world", unit="clip", enabled=progress)
+    for index, clip in enumerate(clips, start=1):
         writer.add(clip, render_audio(clip), render_frames(clip))
+        bar.update(1)
+        if index % 100 == 0:
+            log.info("synthetic world: %d/%d clips", index, len(clips))
+    bar.close()
     writer.finish(to_mapping(config))
     counts = {split: sum(c.split == split for c in clips) for split in SPLITS}
     seconds = time.perf_counter() - start
