@@ -24,7 +24,6 @@ from typing import Any, Literal
 
 import attrs
 import torch
-from torch import nn
 
 from c3llm.core.config import field, in_range, one_of
 from c3llm.core.errors import CheckpointError, ConfigError, InputError
