@@ -9,10 +9,9 @@ import pytest
 import torch
 
 from c3llm.core.errors import InputError, PluginError
+from c3llm.core.spectral import mel_filterbank, mel_spectrogram
 from c3llm.core.training.codec import (
     CodecTrainConfig,
-    mel_filterbank,
-    mel_spectrogram,
     multiscale_mel_loss,
     si_snr,
     synthetic_clips,

@@ -21,6 +21,7 @@ from c3llm.core.errors import InputError
 from c3llm.core.hookspecs import hookimpl
 from c3llm.core.media import Audio
 from c3llm.core.roles import Encoder, Features
+from c3llm.core.spectral import mel_spectrogram
 
 
 @attrs.frozen(kw_only=True)
@@ -45,8 +46,6 @@ class LogMelEncoder(Encoder):
         self.feature_rate = config.feature_rate
 
     def _one(self, audio: Audio) -> torch.Tensor:
-        from c3llm.core.training.codec import mel_spectrogram
-
         cfg = self.config
         if audio.num_samples == 0:
             raise InputError("logmel: audio has no samples")
