@@ -3,7 +3,7 @@
 Writes an AudioCaps-layout set of N one-second wavs (plus some broken rows) in a temp
 folder and times a full scan; then a VGGSound set of mp4s. Prints the median of several runs.
 
-    python benchmarks/bench_dataset_scan.py [--clips 400]
+    python benchmarks/dataset_scan.py [--clips 400]
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 Paper setting: EnCodec 24 kHz at 75 frames/s, Q = 2 (the refiner adds codebook 2), K = 1024,
 condition from Gemma-2B (hidden size 2048). Prints the median of several runs.
 
-    python benchmarks/bench_nar_refiner.py [--dim 512 --layers 6 --heads 8] [--device cuda]
+    python benchmarks/nar_refiner.py [--dim 512 --layers 6 --heads 8] [--device cuda]
 """
 
 from __future__ import annotations

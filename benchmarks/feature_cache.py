@@ -9,7 +9,7 @@
    handcrafted, EnCodec tiny when registered) on synthetic 2 s clips written as WAV + MP4:
    first run (compute) and re-run (verified reuse), seconds per clip.
 
-    python benchmarks/bench_feature_cache.py [--entries 2000] [--clips 8] [--repeats 3]
+    python benchmarks/feature_cache.py [--entries 2000] [--clips 8] [--repeats 3]
 """
 
 from __future__ import annotations
