@@ -181,11 +181,20 @@ def estimate_pitch(y: np.ndarray, sample_rate: int, *, fmin: float = 60.0, fmax:
     frames = np.lib.stride_tricks.sliding_window_view(y, 2 * frame)[::hop]  # (N, 2W)
     energy = 10 * np.log10(np.mean(frames[:, :frame] ** 2, axis=1) + 1e-12)
     frames = frames[energy >= energy.max() + silence_db]
+    if len(frames) == 0 or energy.max() < -100.0:  # digital silence has no pitch
+        return None
+    # Difference function d(tau) = sum_j (x_j - x_{j+tau})^2 over a window of `frame`, for all
+    # frames at once: |ref|^2 + |shifted|^2 - 2 * cross-correlation (the latter by FFT).
+    lags = max_lag + 2
+    ref = frames[:, :frame]  # (N, W)
+    n_fft = 1 << int(np.ceil(np.log2(3 * frame)))
+    spectrum = np.fft.rfft(frames, n_fft, axis=1) * np.conj(np.fft.rfft(ref, n_fft, axis=1))
+    cross = np.fft.irfft(spectrum, n_fft, axis=1)[:, :lags]  # (N, lags): sum_j ref_j x_{j+tau}
+    squares = np.concatenate([np.zeros((len(frames), 1)), np.cumsum(frames ** 2, axis=1)], axis=1)
+    shifted = squares[:, frame:frame + lags] - squares[:, :lags]  # (N, lags)
+    d_all = np.maximum(squares[:, frame:frame + 1] + shifted - 2 * cross, 0.0)
     f0s = []
-    for x in frames:
-        # Difference function d(tau) = sum_j (x_j - x_{j+tau})^2 over a window of `frame`.
-        ref = x[:frame]
-        d = np.array([np.sum((ref - x[tau : tau + frame]) ** 2) for tau in range(max_lag + 2)])
+    for d in d_all:
         cmnd = np.ones_like(d)
         cumsum = np.cumsum(d[1:])
         cmnd[1:] = d[1:] * np.arange(1, len(d)) / np.maximum(cumsum, 1e-12)
