@@ -15,8 +15,10 @@ from metric_helpers import audio, tone_events
 
 
 def row(**kw):
-    base = {"id": "c0", "split": "test", "source": "beep", "pitch": "mid", "pitch_hz": 440.0, "num_events": 2,
-            "onsets": [0.2, 0.6], "loudness_db": -12.0, "duration": 1.0}
+    """A metadata row as the synthetic world writes it (pitch class under ``attributes``)."""
+    pitch = kw.pop("pitch", "mid")
+    base = {"id": "c0", "split": "test", "source": "beep", "attributes": {"pitch": pitch}, "pitch_hz": 440.0,
+            "num_events": 2, "onsets": [0.2, 0.6], "loudness_db": -12.0, "duration": 1.0}
     base.update(kw)
     return base
 

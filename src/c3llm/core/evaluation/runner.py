@@ -231,11 +231,7 @@ def setup_networks(settings: EvaluateSection, classifier: Any) -> tuple[list[Aud
 
 
 def synthetic_rows(samples: Sequence) -> list[dict[str, Any]] | None:
-    """Metadata rows for the synthetic-world metrics, or ``None`` when the clips lack them.
-
-    The pitch class lives under ``attributes.pitch`` in the world's metadata; it is copied to
-    the top level, where ``synth_captions`` (``pitch_key``) looks for it.
-    """
+    """Metadata rows for the synthetic-world metrics, or ``None`` when the clips lack them."""
     rows = []
     for s in samples:
         meta = dict(s.metadata or {})
@@ -243,8 +239,6 @@ def synthetic_rows(samples: Sequence) -> list[dict[str, Any]] | None:
             meta["source"] = s.label
         if any(k not in meta for k in SYNTHETIC_KEYS):
             return None
-        if "pitch" not in meta and isinstance(meta.get("attributes"), dict):
-            meta["pitch"] = meta["attributes"].get("pitch")
         rows.append(meta)
     return rows
 

@@ -231,7 +231,8 @@ class SyntheticAudioMetrics(Metric):
 @attrs.frozen(kw_only=True)
 class SyntheticCaptionConfig:
     vocabulary: CaptionVocabulary = field(factory=CaptionVocabulary, help="attribute value -> caption words")
-    pitch_key: str = field("pitch", help="metadata key holding the pitch class (low/mid/high)")
+    pitch_key: str = field("attributes.pitch",
+                           help="metadata key (dotted for nested) holding the pitch class (low/mid/high)")
 
 
 class SyntheticCaptionMetrics(Metric):
@@ -251,8 +252,9 @@ class SyntheticCaptionMetrics(Metric):
         row = metadata_of(reference)
         said = self.config.vocabulary.mentions(caption)
         truth = {"source": str(_require(row, "source")), "count": str(int(_require(row, "num_events")))}
-        if row.get(self.config.pitch_key) is not None:  # noise sources have a pitch class too
-            truth["pitch"] = str(row[self.config.pitch_key])
+        pitch = _lookup(row, self.config.pitch_key)
+        if pitch is not None:  # noise sources have a pitch class too
+            truth["pitch"] = str(pitch)
         return {cat: said[cat] == {value} for cat, value in truth.items()}
 
     def compute(self, predictions: Sequence[str], references: Sequence[Any]) -> dict[str, float]:
@@ -273,3 +275,13 @@ def register_metrics(register):
              description="synthetic world: source/onset/pitch/event-count accuracy of generated audio")
     register("synth_captions", SyntheticCaptionMetrics, SyntheticCaptionConfig,
              description="synthetic world: source/pitch/count words of generated captions")
+
+
+def _lookup(row: Any, dotted: str) -> Any:
+    """``row["a"]["b"]`` for ``"a.b"``; ``None`` when any step is missing."""
+    value = row
+    for part in dotted.split("."):
+        if not isinstance(value, dict) or part not in value:
+            return None
+        value = value[part]
+    return value
