@@ -17,7 +17,13 @@ import attrs
 import torch
 
 import c3llm
-from c3llm.core.checkpoint import atomic_directory, load_tensors, read_json, save_tensors, write_json
+from c3llm.core.checkpoint import (
+    atomic_directory,
+    load_tensors,
+    read_json,
+    save_tensors,
+    write_json,
+)
 from c3llm.core.config import from_mapping, to_mapping
 from c3llm.core.errors import CheckpointError, UnknownComponentError
 from c3llm.core.model import C3LLM

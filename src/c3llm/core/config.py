@@ -18,7 +18,6 @@ Field metadata understood here (set it with :func:`field`):
 from __future__ import annotations
 
 import json
-import tomllib
 import types
 import typing
 from collections.abc import Mapping, Sequence
@@ -26,6 +25,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar, Union
 
 import attrs
+import tomllib
 
 from c3llm.core.errors import ConfigError, did_you_mean
 

@@ -30,7 +30,13 @@ import numpy as np
 import torch
 
 from c3llm.core.cache import FeatureCache, describe_extractor, key_of
-from c3llm.core.errors import C3LLMError, CheckpointError, InputError, MediaError, did_you_mean
+from c3llm.core.errors import (
+    C3LLMError,
+    CheckpointError,
+    InputError,
+    MediaError,
+    did_you_mean,
+)
 from c3llm.core.media import Audio, Video, load_audio, load_video
 from c3llm.core.roles.dataset import Sample, SkippedItem
 

@@ -154,7 +154,13 @@ def stage_train(ctx: RunContext) -> None:
     """LM stage (projectors + backbone's trainable set, eq. 1), then NAR stage (eq. 2);
     both resume from their last checkpoint. Saves the trained pipeline."""
     from c3llm.core.training.loop import Trainer, distributed_context
-    from c3llm.core.training.tasks import LMObjective, NARObjective, NARSampler, TaskSampler, freeze_for_stage
+    from c3llm.core.training.tasks import (
+        LMObjective,
+        NARObjective,
+        NARSampler,
+        TaskSampler,
+        freeze_for_stage,
+    )
 
     cfg = ctx.config.train
     pipe = ctx.initial_pipeline()

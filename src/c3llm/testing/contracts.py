@@ -21,7 +21,16 @@ from typing import Any
 import torch
 
 from c3llm.core.media import Audio, Video
-from c3llm.core.roles import Backbone, Dataset, Decoder, Encoder, Features, Metric, Refiner, Sample
+from c3llm.core.roles import (
+    Backbone,
+    Dataset,
+    Decoder,
+    Encoder,
+    Features,
+    Metric,
+    Refiner,
+    Sample,
+)
 
 
 def check_decoder(codec: Decoder, *, seconds: float = 0.5) -> None:

@@ -174,7 +174,11 @@ def setup_reference_classifier(settings: EvaluateSection, train: Sequence, split
         ``accuracy``), and the training report (its own stratified held-out accuracy).
     """
     from c3llm.core.evaluation.reference_classifier import (
-        REPORT_FILE, WEIGHTS_FILE, ReferenceClassifier, train_reference_classifier)
+        REPORT_FILE,
+        WEIGHTS_FILE,
+        ReferenceClassifier,
+        train_reference_classifier,
+    )
 
     labels = [s.label for s in train]
     if not train or any(label is None for label in labels) or len(set(labels)) < 2:

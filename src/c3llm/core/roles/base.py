@@ -56,9 +56,8 @@ class Component:
         return {}
 
 
-def load_strict(module: nn.Module, state: Mapping[str, torch.Tensor], *, owner: str) -> None:
-    """``load_state_dict`` with a message naming missing, unexpected and mis-shaped keys."""
-    own = module.state_dict()
+def state_mismatch(own: Mapping[str, torch.Tensor], state: Mapping[str, torch.Tensor]) -> str | None:
+    """What differs between a module's tensors and a checkpoint's (keys, shapes), or ``None``."""
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
     wrong = [
@@ -66,16 +65,19 @@ def load_strict(module: nn.Module, state: Mapping[str, torch.Tensor], *, owner: 
         for k in sorted(set(own) & set(state))
         if tuple(own[k].shape) != tuple(state[k].shape)
     ]
-    if missing or unexpected or wrong:
-        parts = []
-        if wrong:
-            parts.append("shape mismatch: " + "; ".join(wrong[:5]))
-        if missing:
-            parts.append(f"missing {len(missing)} key(s), e.g. {missing[:3]}")
-        if unexpected:
-            parts.append(f"unexpected {len(unexpected)} key(s), e.g. {unexpected[:3]}")
-        raise CheckpointError(
-            f"checkpoint does not match {owner}: " + "; ".join(parts)
-            + ". Was it saved with a different config?"
-        )
+    parts = []
+    if wrong:
+        parts.append("shape mismatch: " + "; ".join(wrong[:5]))
+    if missing:
+        parts.append(f"missing {len(missing)} key(s), e.g. {missing[:3]}")
+    if unexpected:
+        parts.append(f"unexpected {len(unexpected)} key(s), e.g. {unexpected[:3]}")
+    return "; ".join(parts) or None
+
+
+def load_strict(module: nn.Module, state: Mapping[str, torch.Tensor], *, owner: str) -> None:
+    """``load_state_dict`` with a message naming missing, unexpected and mis-shaped keys."""
+    problem = state_mismatch(module.state_dict(), state)
+    if problem:
+        raise CheckpointError(f"checkpoint does not match {owner}: {problem}. Was it saved with a different config?")
     module.load_state_dict(dict(state), strict=True)

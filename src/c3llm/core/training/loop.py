@@ -26,7 +26,13 @@ import attrs
 import torch
 from torch import nn
 
-from c3llm.core.checkpoint import atomic_directory, load_tensors, read_json, save_tensors, write_json
+from c3llm.core.checkpoint import (
+    atomic_directory,
+    load_tensors,
+    read_json,
+    save_tensors,
+    write_json,
+)
 from c3llm.core.config import field, in_range, one_of
 from c3llm.core.errors import CheckpointError
 

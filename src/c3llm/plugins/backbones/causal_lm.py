@@ -41,6 +41,7 @@ from c3llm.core.errors import (
     UnavailableError,
 )
 from c3llm.core.roles.backbone import Backbone, BackboneOutput, SpecialTokens
+from c3llm.core.roles.base import state_mismatch
 
 if TYPE_CHECKING:
     from tokenizers import Tokenizer
@@ -578,25 +579,11 @@ class CausalLMBackbone(Backbone, nn.Module):
 
     def load_checkpoint_state_dict(self, state: Mapping[str, torch.Tensor]) -> None:
         own = self._checkpoint_tensors()
-        missing = sorted(set(own) - set(state))
-        unexpected = sorted(set(state) - set(own))
-        wrong = [
-            f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
-            for k in sorted(set(own) & set(state))
-            if tuple(own[k].shape) != tuple(state[k].shape)
-        ]
-        if missing or unexpected or wrong:
-            parts = []
-            if wrong:
-                parts.append("shape mismatch: " + "; ".join(wrong[:5]))
-            if missing:
-                parts.append(f"missing {len(missing)} key(s), e.g. {missing[:3]}")
-            if unexpected:
-                parts.append(f"unexpected {len(unexpected)} key(s), e.g. {unexpected[:3]}")
+        problem = state_mismatch(own, state)
+        if problem:
             raise CheckpointError(
-                f"checkpoint does not match the {self.model_type} backbone (mode {self.config.mode!r}): "
-                + "; ".join(parts)
-                + ". Was it saved with a different config (mode, lora_r, preset dims, acoustic size)?"
+                f"checkpoint does not match the {self.model_type} backbone (mode {self.config.mode!r}): {problem}"
+                ". Was it saved with a different config (mode, lora_r, preset dims, acoustic size)?"
             )
         with torch.no_grad():
             for name, tensor in own.items():

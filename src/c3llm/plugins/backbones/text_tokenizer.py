@@ -106,7 +106,14 @@ def train_tokenizer(corpus: Sequence[str] = (), vocab_size: int = 512) -> "Token
     Ids 0..3 are ``<pad> <bos> <eos> <unk>``. The vocabulary holds at most ``vocab_size``
     tokens; a small corpus yields fewer (BPE stops when no pair is left to merge).
     """
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+    from tokenizers import (
+        Tokenizer,
+        decoders,
+        models,
+        normalizers,
+        pre_tokenizers,
+        trainers,
+    )
 
     texts = [t for t in (corpus or DEFAULT_CORPUS)]
     bad = [i for i, t in enumerate(texts) if not isinstance(t, str) or not t.strip()]

@@ -17,7 +17,12 @@ import attrs
 from c3llm.core.config import field, in_range, one_of
 from c3llm.core.hookspecs import hookimpl
 from c3llm.core.roles.dataset import Sample, SkippedItem
-from c3llm.plugins.datasets.manifest import ManifestDataset, audio_problem, pattern_validator, read_csv
+from c3llm.plugins.datasets.manifest import (
+    ManifestDataset,
+    audio_problem,
+    pattern_validator,
+    read_csv,
+)
 
 CAPTIONS = tuple(f"caption_{i}" for i in range(1, 6))
 COLUMNS = ("file_name", *CAPTIONS)

@@ -293,7 +293,10 @@ class EncodecCodec(Decoder):
         :param wav: ``(B, C, T)`` float.
         :return: reconstruction ``(B, C, T)`` and the commitment loss (scalar).
         """
-        from c3llm.plugins.decoders.encodec_vq import CodebookLearning, residual_quantize
+        from c3llm.plugins.decoders.encodec_vq import (
+            CodebookLearning,
+            residual_quantize,
+        )
 
         self.check_waveform(wav)
         rule = CodebookLearning(decay=codebook_decay, kmeans_iters=kmeans_iters, dead_code_threshold=dead_code_threshold)

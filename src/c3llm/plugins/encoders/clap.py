@@ -135,7 +135,11 @@ class ClapEncoder(Encoder):
 
     def __init__(self, config: ClapEncoderConfig):
         super().__init__()
-        from transformers import ClapAudioConfig, ClapAudioModelWithProjection, ClapFeatureExtractor
+        from transformers import (
+            ClapAudioConfig,
+            ClapAudioModelWithProjection,
+            ClapFeatureExtractor,
+        )
 
         self.config = config
         preset = PRESETS[config.preset]
@@ -232,7 +236,10 @@ class ClapEncoder(Encoder):
         log.info("CLAP audio encoder loaded from %s (preset %s)", source, self.config.preset)
 
     def _load_laion(self, path: Path) -> None:
-        from c3llm.plugins.encoders.clap_laion_keys import laion_to_transformers, read_laion_checkpoint
+        from c3llm.plugins.encoders.clap_laion_keys import (
+            laion_to_transformers,
+            read_laion_checkpoint,
+        )
 
         state = laion_to_transformers(read_laion_checkpoint(path))
         has_fusion = any(".fusion_model." in k or ".mel_conv2d." in k for k in state)

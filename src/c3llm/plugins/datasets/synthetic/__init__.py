@@ -29,7 +29,11 @@ from c3llm.core.config import field, in_range, one_of, to_mapping
 from c3llm.core.errors import ConfigError, InputError
 from c3llm.core.hookspecs import hookimpl
 from c3llm.core.roles.dataset import Dataset, Sample, SkippedItem
-from c3llm.plugins.datasets.synthetic.captions import TEMPLATES, VOCABULARY, attributes_from_caption
+from c3llm.plugins.datasets.synthetic.captions import (
+    TEMPLATES,
+    VOCABULARY,
+    attributes_from_caption,
+)
 from c3llm.plugins.datasets.synthetic.sources import PITCH_CLASSES, SOURCES
 
 __all__ = [
@@ -104,7 +108,10 @@ class WorldConfig:
     noise_floor_db: float = field(-70.0, validator=in_range(-120.0, -40.0), help="background noise RMS in dBFS")
 
     def __attrs_post_init__(self) -> None:
-        from c3llm.plugins.datasets.synthetic.scene import combinations, max_events_that_fit
+        from c3llm.plugins.datasets.synthetic.scene import (
+            combinations,
+            max_events_that_fit,
+        )
 
         missing = sorted({s for s, _ in self.novel_combinations} - set(self.sources))
         if missing:
@@ -149,8 +156,11 @@ def generate_world(
         something other than a world.
     """
     from c3llm.core.progress import progress_bar
-
-    from c3llm.plugins.datasets.synthetic.scene import plan_world, render_audio, render_frames
+    from c3llm.plugins.datasets.synthetic.scene import (
+        plan_world,
+        render_audio,
+        render_frames,
+    )
     from c3llm.plugins.datasets.synthetic.writer import WORLD_ENTRIES, WorldWriter
 
     root = Path(out_dir)

@@ -23,7 +23,13 @@ import attrs
 import numpy as np
 
 from c3llm.plugins.datasets.synthetic.captions import make_captions
-from c3llm.plugins.datasets.synthetic.sources import DIRECTIONS, PITCH_CLASSES, PITCH_HZ, SOURCES, draw_source
+from c3llm.plugins.datasets.synthetic.sources import (
+    DIRECTIONS,
+    PITCH_CLASSES,
+    PITCH_HZ,
+    SOURCES,
+    draw_source,
+)
 
 if TYPE_CHECKING:
     from c3llm.plugins.datasets.synthetic import WorldConfig
