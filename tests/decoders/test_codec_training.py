@@ -17,7 +17,7 @@ from c3llm.core.training.codec import (
     synthetic_clips,
     train_codec,
 )
-from c3llm.plugins.decoders.encodec import EncodecCodec
+from c3llm.plugins.decoders.encodec import EncodecCodec, EncodecCodecConfig
 from c3llm.plugins.decoders.encodec_vq import CodebookLearning, ema_update_, expire_dead_codes_, kmeans
 
 
@@ -145,3 +145,27 @@ def test_training_refuses_unusable_data(tiny_config, tmp_path):
         train_codec(codec, [{"x": 1}], config, tmp_path, progress=False)
     with pytest.raises(PluginError, match="no training_forward"):
         train_codec(object(), [], config, tmp_path, progress=False)
+
+
+def test_refit_spreads_codebook_one_over_the_signal():
+    """A collapsed codebook 1 (one entry used for everything) tells a tone from silence
+    again after the k-means refit, with the reconstruction as good as before."""
+    torch.manual_seed(0)
+    codec = EncodecCodec(EncodecCodecConfig(preset="tiny", codebook_size=16))
+    sr = codec.sample_rate
+    t = torch.arange(sr) / sr
+    tone = (0.5 * torch.sin(2 * torch.pi * 440 * t))[None]  # (1, T)
+    silence = torch.zeros(1, sr)
+    batch = torch.stack([tone, silence])
+    with torch.no_grad():  # collapse codebook 1 onto the frames' mean
+        mean = codec.model.encoder(batch).mean(dim=(0, 2))
+        codec.model.quantizer.layers[0].codebook.embed.copy_(mean.expand(16, -1))
+        collapsed = codec.encode(batch)[:, 0]
+    assert collapsed.unique().numel() == 1
+    codec.refit_codebooks([tone, silence])
+    with torch.no_grad():
+        codes = codec.encode(batch)[:, 0]  # (2, S)
+    tone_mode = codes[0, 5:].mode().values.item()
+    silence_mode = codes[1, 5:].mode().values.item()
+    assert tone_mode != silence_mode
+    assert codes.unique().numel() >= 4

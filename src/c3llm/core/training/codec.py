@@ -62,6 +62,19 @@ class CodecTrainConfig:
     n_mels: int = field(64, help="mel bands per scale (capped at window / 4)", validator=in_range(8))
     codebook_decay: float = field(0.99, help="EMA decay of the codebooks", validator=in_range(0.0, 1.0))
     kmeans_iters: int = field(50, help="k-means iterations of the codebook init", validator=in_range(1))
+    min_crop_energy: float = field(
+        0.0, validator=in_range(0.0),
+        help="redraw training crops quieter than this fraction of their clip's RMS (0 = any crop)",
+    )
+    refit_codebooks: bool = field(
+        True, help="after training, refit the codebooks by k-means over all training frames (codecs that "
+                   "provide refit_codebooks); keeps codebook 1 informative when few frames fit in a step",
+    )
+    quantizer_dropout: float = field(
+        0.0, validator=in_range(0.0, 1.0),
+        help="probability that a step uses only the first n codebooks, n uniform in 1..Q (EnCodec's bandwidth "
+             "sampling); without it codebook 1 can collapse while codebook 2 carries the signal",
+    )
     dead_code_threshold: float = field(2.0, help="re-seed codebook entries whose EMA count falls below this", validator=in_range(0.0))
     eval_clips: int = field(8, help="held-out synthetic clips for the quality report", validator=in_range(0))
     eval_seconds: float = field(2.0, help="length of each held-out clip", validator=in_range(0.1))
@@ -197,16 +210,27 @@ def _as_waveforms(items: Sequence[Any], sample_rate: int, channels: int) -> tupl
     return waves, skipped
 
 
-def _random_batch(waves: list[torch.Tensor], batch: int, length: int, gen: torch.Generator) -> torch.Tensor:
-    """``(B, C, length)`` random crops; shorter clips are zero-padded at the end."""
+def _random_batch(waves: list[torch.Tensor], batch: int, length: int, gen: torch.Generator,
+                  *, min_energy: float = 0.0, tries: int = 8) -> torch.Tensor:
+    """``(B, C, length)`` random crops; shorter clips are zero-padded at the end.
+
+    With ``min_energy`` > 0 a crop whose RMS is below that fraction of its clip's RMS is
+    redrawn (up to ``tries`` times), so sparse clips — short events in silence — still give
+    the codec mostly sound to learn from.
+    """
     crops = []
     for _ in range(batch):
         wav = waves[int(torch.randint(0, len(waves), (), generator=gen))]
         if wav.shape[-1] <= length:
             crops.append(F.pad(wav, (0, length - wav.shape[-1])))
-        else:
+            continue
+        floor = min_energy * float(wav.pow(2).mean().sqrt())
+        for _ in range(max(1, tries)):
             start = int(torch.randint(0, wav.shape[-1] - length + 1, (), generator=gen))
-            crops.append(wav[:, start:start + length])
+            crop = wav[:, start:start + length]
+            if float(crop.pow(2).mean().sqrt()) >= floor:
+                break
+        crops.append(crop)
     return torch.stack(crops)
 
 
@@ -276,8 +300,12 @@ def train_codec(
     started = time.perf_counter()
     bar = _progress_bar(config.steps) if progress else None
     for step in range(1, config.steps + 1):
-        batch = _random_batch(waves, config.batch_size, length, gen).to(device)  # (B, C, L)
-        recon, commitment = codec.training_forward(batch, **codebook_rule)
+        batch = _random_batch(waves, config.batch_size, length, gen, min_energy=config.min_crop_energy).to(device)  # (B, C, L)
+        quantizers = None
+        if config.quantizer_dropout and float(torch.rand((), generator=gen)) < config.quantizer_dropout:
+            total = int(getattr(codec, "total_codebooks", codec.num_codebooks))
+            quantizers = int(torch.randint(1, total + 1, (1,), generator=gen))
+        recon, commitment = codec.training_forward(batch, **codebook_rule, num_quantizers=quantizers)
         loss_time = F.l1_loss(recon, batch)
         loss_mel = multiscale_mel_loss(recon, batch, codec.sample_rate, config.mel_scales, config.n_mels)
         loss = config.weight_time * loss_time + config.weight_mel * loss_mel + config.weight_commit * commitment
@@ -303,6 +331,9 @@ def train_codec(
     if bar is not None:
         bar.close()
     seconds = time.perf_counter() - started
+    if config.refit_codebooks and callable(getattr(codec, "refit_codebooks", None)):
+        log.info("codec: refitting the codebooks by k-means over %d training clips", len(waves))
+        codec.refit_codebooks([w.to(device) for w in waves])
     codec.eval()
     after = evaluate_codec(codec, held_out)
     log.info("codec held-out quality: mel distance %.3f, SI-SNR %.2f dB", after.get("mel_distance", float("nan")),

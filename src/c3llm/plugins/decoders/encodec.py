@@ -22,6 +22,8 @@ import math
 from pathlib import Path
 from typing import Any, Literal
 
+from collections.abc import Sequence
+
 import attrs
 import torch
 
@@ -283,9 +285,12 @@ class EncodecCodec(Decoder):
 
     def training_forward(
         self, wav: torch.Tensor, *, codebook_decay: float = 0.99, kmeans_iters: int = 50,
-        dead_code_threshold: float = 2.0,
+        dead_code_threshold: float = 2.0, num_quantizers: int | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Differentiable reconstruction through all ``total_codebooks`` codebooks.
+        """Differentiable reconstruction through the first ``num_quantizers`` codebooks
+        (default: all ``total_codebooks``). Training with a random count each step (EnCodec's
+        bandwidth sampling, SoundStream's quantizer dropout) makes codebook 1 carry most of
+        the signal on its own, which is what the LLM predicts.
 
         Codebooks learn by k-means init + EMA (no gradient) while the module is in training
         mode; encoder and decoder get gradients (straight-through quantisation).
@@ -301,9 +306,41 @@ class EncodecCodec(Decoder):
         self.check_waveform(wav)
         rule = CodebookLearning(decay=codebook_decay, kmeans_iters=kmeans_iters, dead_code_threshold=dead_code_threshold)
         embeddings = self.model.encoder(wav)  # (B, D, S)
-        frames = residual_quantize(self.model.quantizer.layers, embeddings, rule, learn=self.training)
+        layers = self.model.quantizer.layers
+        if num_quantizers is not None:
+            if not 1 <= num_quantizers <= len(layers):
+                raise InputError(f"num_quantizers must be in [1, {len(layers)}], got {num_quantizers}")
+            layers = layers[:num_quantizers]
+        frames = residual_quantize(layers, embeddings, rule, learn=self.training)
         audio = self.model.decoder(frames.quantized)[..., : wav.shape[-1]]  # (B, C, T)
         return audio, frames.commitment
+
+    @torch.no_grad()
+    def refit_codebooks(self, waves: Sequence[torch.Tensor], *, iters: int = 25, max_frames: int = 60_000) -> None:
+        """Refit every codebook by k-means on the trained encoder's frames of ``waves``
+        (each ``(C, T)``): codebook 1 on the frames, codebook k on what codebooks < k leave.
+
+        EMA codebooks trained on a few dozen frames per step (all a CPU affords) can settle
+        with codebook 1 on the frames' common offset and the signal in the residual; a refit
+        over many frames spreads codebook 1 over the signal again, which the LLM predicts.
+        """
+        from c3llm.plugins.decoders.encodec_vq import kmeans, nearest
+
+        was_training = self.training
+        self.eval()
+        frames = torch.cat([self.model.encoder(w[None]).squeeze(0).t() for w in waves])  # (N, D)
+        if frames.shape[0] > max_frames:
+            frames = frames[torch.randperm(frames.shape[0], generator=torch.Generator().manual_seed(0))[:max_frames]]
+        residual = frames
+        for layer in self.model.quantizer.layers:
+            codebook = layer.codebook
+            centres, sizes = kmeans(residual, codebook.embed.shape[0], iters)
+            codebook.embed.copy_(centres)
+            codebook.embed_avg.copy_(centres * sizes[:, None])
+            codebook.cluster_size.copy_(sizes)
+            codebook.inited.fill_(1.0)
+            residual = residual - centres[nearest(codebook, residual)]
+        self.train(was_training)
 
     # -- input checks -------------------------------------------------------------------------
 
