@@ -160,8 +160,8 @@ QUICK_OVERRIDES = (
     "data.train.generate.num_test_novel=24",
     "data.limit_eval=24",
     "codec_train.steps=300",
-    "train.lm.steps=500",
-    "train.nar.steps=150",
+    "train.lm.steps=400",
+    "train.nar.steps=100",
 )
 
 
