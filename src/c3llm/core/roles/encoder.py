@@ -24,6 +24,17 @@ class Features:
     embeds: torch.Tensor
     mask: torch.Tensor
 
+    @classmethod
+    def from_rows(cls, rows: Sequence[torch.Tensor], dim: int) -> Features:
+        """Zero-pad per-item ``(N_i, dim)`` features into a batch with its mask."""
+        longest = max(r.shape[0] for r in rows)
+        embeds = torch.zeros(len(rows), longest, dim)
+        mask = torch.zeros(len(rows), longest, dtype=torch.bool)
+        for i, r in enumerate(rows):
+            embeds[i, : r.shape[0]] = r
+            mask[i, : r.shape[0]] = True
+        return cls(embeds, mask)
+
     def __attrs_post_init__(self) -> None:
         if self.embeds.dim() != 3 or self.mask.shape != self.embeds.shape[:2]:
             raise ValueError(

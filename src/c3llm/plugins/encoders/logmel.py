@@ -63,14 +63,7 @@ class LogMelEncoder(Encoder):
     def forward(self, media: Sequence[Audio]) -> Features:
         if not media:
             raise InputError("logmel: empty batch")
-        feats = [self._one(a) for a in media]
-        width = max(f.shape[0] for f in feats)
-        embeds = torch.zeros(len(feats), width, self.output_dim)
-        mask = torch.zeros(len(feats), width, dtype=torch.bool)
-        for i, f in enumerate(feats):
-            embeds[i, : f.shape[0]] = f
-            mask[i, : f.shape[0]] = True
-        return Features(embeds, mask)
+        return Features.from_rows([self._one(a) for a in media], self.output_dim)
 
 
 @hookimpl

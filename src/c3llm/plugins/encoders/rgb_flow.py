@@ -138,13 +138,7 @@ class RgbFlowEncoder(Encoder):
         if isinstance(media, (Video, str, Path)) or not isinstance(media, Sequence) or len(media) == 0:
             raise InputError("the rgb-flow encoder takes a non-empty list of Video objects or video paths")
         clips = [self.encode_one(self._as_video(item, i)) for i, item in enumerate(media)]
-        longest = max(c.shape[0] for c in clips)
-        embeds = torch.zeros(len(clips), longest, self.output_dim)
-        mask = torch.zeros(len(clips), longest, dtype=torch.bool)
-        for b, clip in enumerate(clips):
-            embeds[b, : clip.shape[0]] = clip
-            mask[b, : clip.shape[0]] = True
-        return Features(embeds, mask)
+        return Features.from_rows(clips, self.output_dim)
 
     def _as_video(self, item: Video | str | Path, index: int) -> Video:
         if isinstance(item, Video):
