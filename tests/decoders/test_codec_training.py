@@ -169,3 +169,14 @@ def test_refit_spreads_codebook_one_over_the_signal():
     silence_mode = codes[1, 5:].mode().values.item()
     assert tone_mode != silence_mode
     assert codes.unique().numel() >= 4
+
+
+def test_spectral_convergence_is_relative_to_the_target():
+    from c3llm.core.training.codec import spectral_convergence
+
+    torch.manual_seed(0)
+    ref = torch.randn(2, 1, 4000)
+    assert float(spectral_convergence(ref, ref, (256, 512))) < 1e-6
+    silent = float(spectral_convergence(torch.zeros_like(ref), ref, (256, 512)))
+    assert abs(silent - 1.0) < 1e-5  # outputting silence costs exactly 1, whatever the level
+    assert abs(float(spectral_convergence(torch.zeros_like(ref), 10 * ref, (256,))) - 1.0) < 1e-5

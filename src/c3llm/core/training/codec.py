@@ -55,6 +55,10 @@ class CodecTrainConfig:
     grad_clip: float = field(1.0, help="max gradient norm (0 = off)", validator=in_range(0.0))
     weight_time: float = field(0.1, help="weight of the time-domain L1 loss", validator=in_range(0.0))
     weight_mel: float = field(1.0, help="weight of the multi-scale mel loss", validator=in_range(0.0))
+    weight_spectral: float = field(
+        0.0, validator=in_range(0.0),
+        help="weight of the multi-resolution spectral-convergence loss (keeps sparse events from collapsing to silence)",
+    )
     weight_commit: float = field(1.0, help="weight of the commitment loss", validator=in_range(0.0))
     mel_scales: tuple[int, ...] = field(
         (64, 128, 256, 512, 1024, 2048), help="STFT window sizes of the multi-scale mel loss (hop = window / 4)"
@@ -97,6 +101,24 @@ def multiscale_mel_loss(
         ref = mel_spectrogram(target, sample_rate, n_fft, bands)
         total = total + F.l1_loss(torch.log(est.clamp_min(1e-5)), torch.log(ref.clamp_min(1e-5)))
         total = total + F.l1_loss(est, ref)
+    return total / len(scales)
+
+
+def spectral_convergence(
+    estimate: torch.Tensor, target: torch.Tensor, scales: Sequence[int]
+) -> torch.Tensor:
+    """Mean over STFT sizes of ``||S_target - S_estimate||_F / ||S_target||_F`` (linear
+    magnitudes; the multi-resolution STFT loss of Parallel WaveGAN). Being relative to the
+    target's energy, it penalises missing events rather than rewarding silence, which pulls a
+    codec out of the "output silence" minimum of sparse audio."""
+    total = estimate.new_zeros(())
+    flat_est = estimate.reshape(-1, estimate.shape[-1])
+    flat_ref = target.reshape(-1, target.shape[-1])
+    for n_fft in scales:
+        window = torch.hann_window(n_fft, device=estimate.device, dtype=estimate.dtype)
+        est = torch.stft(flat_est, n_fft, n_fft // 4, window=window, return_complex=True).abs()
+        ref = torch.stft(flat_ref, n_fft, n_fft // 4, window=window, return_complex=True).abs()
+        total = total + (ref - est).norm() / ref.norm().clamp_min(1e-8)
     return total / len(scales)
 
 
@@ -308,14 +330,17 @@ def train_codec(
         recon, commitment = codec.training_forward(batch, **codebook_rule, num_quantizers=quantizers)
         loss_time = F.l1_loss(recon, batch)
         loss_mel = multiscale_mel_loss(recon, batch, codec.sample_rate, config.mel_scales, config.n_mels)
-        loss = config.weight_time * loss_time + config.weight_mel * loss_mel + config.weight_commit * commitment
+        loss_spectral = spectral_convergence(recon, batch, config.mel_scales) if config.weight_spectral else recon.new_zeros(())
+        loss = (config.weight_time * loss_time + config.weight_mel * loss_mel + config.weight_spectral * loss_spectral
+                + config.weight_commit * commitment)
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         if config.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
         optimiser.step()
         schedule.step()
-        parts = {"loss": loss.item(), "time_l1": loss_time.item(), "mel": loss_mel.item(), "commit": commitment.item()}
+        parts = {"loss": loss.item(), "time_l1": loss_time.item(), "mel": loss_mel.item(),
+                 "spectral": loss_spectral.item(), "commit": commitment.item()}
         for key, value in parts.items():
             running[key] = running.get(key, 0.0) + value
         if bar is not None:
