@@ -187,6 +187,10 @@ class ManifestDataset(Dataset, abc.ABC):
 
     #: registry name, used in messages.
     name: str = "dataset"
+    #: what the manifest lists, used in messages.
+    unit: str = "entries"
+    #: where a user finds (or makes) data in the expected layout.
+    layout_hint: str = "see docs/datasets.md for the layout"
 
     def __init__(self, config: Any):
         self.config = config
@@ -217,7 +221,7 @@ class ManifestDataset(Dataset, abc.ABC):
         if not self.root.is_dir():
             raise ConfigError(
                 f"{self.name}: root {self.root} is not a directory; set `root` to the folder "
-                f"holding the dataset (see docs/datasets.md for the layout)"
+                f"holding the dataset ({self.layout_hint})"
             )
         limit = self.config.limit
         samples: list[Sample] = []
@@ -234,8 +238,8 @@ class ManifestDataset(Dataset, abc.ABC):
             reasons = "; ".join(f"{s.id}: {s.reason}" for s in skipped[:REASONS_LOGGED])
             more = f" (+{len(skipped) - REASONS_LOGGED} more in .skipped)" if len(skipped) > REASONS_LOGGED else ""
             log.warning(
-                "%s[%s]: skipped %d of %d entries with missing, empty or unreadable media: %s%s",
-                self.name, self.config.split, len(skipped), len(skipped) + len(samples), reasons, more,
+                "%s[%s]: skipped %d of %d %s with missing, empty or unreadable media: %s%s",
+                self.name, self.config.split, len(skipped), len(skipped) + len(samples), self.unit, reasons, more,
             )
         if not samples:
             log.warning("%s[%s]: no usable sample under %s", self.name, self.config.split, self.root)

@@ -28,7 +28,12 @@ import attrs
 from c3llm.core.config import field, in_range, one_of, to_mapping
 from c3llm.core.errors import ConfigError, InputError
 from c3llm.core.hookspecs import hookimpl
-from c3llm.core.roles.dataset import Dataset, Sample, SkippedItem
+from c3llm.core.roles.dataset import Sample, SkippedItem
+from c3llm.plugins.datasets.manifest import (
+    ManifestDataset,
+    audio_problem,
+    video_problem,
+)
 from c3llm.plugins.datasets.synthetic.captions import (
     TEMPLATES,
     VOCABULARY,
@@ -52,7 +57,6 @@ SPLITS = ("train", "test", "test_novel")
 METADATA = "metadata.jsonl"
 
 #: How many skip reasons the one warning line quotes.
-_REASONS_LOGGED = 3
 
 
 # ---------------------------------------------------------------------------------------
@@ -210,7 +214,7 @@ class SyntheticDatasetConfig:
     )
 
 
-class SyntheticDataset(Dataset):
+class SyntheticDataset(ManifestDataset):
     """The clips of one split of a synthetic world, with their full ground truth as metadata.
 
     ``label`` is the source type; ``metadata`` is the clip's ``metadata.jsonl`` object
@@ -219,10 +223,9 @@ class SyntheticDataset(Dataset):
     :attr:`skipped` and counted in one warning.
     """
 
-    def __init__(self, config: SyntheticDatasetConfig):
-        self.config = config
-        self.skipped: list[SkippedItem] = []
-        self._samples: list[Sample] | None = None
+    name = "synthetic"
+    unit = "clips"
+    layout_hint = "write one with c3llm.plugins.datasets.synthetic.generate_world(WorldConfig(), root)"
 
     def ensure_available(self, *, progress: bool = True) -> None:
         """Generate the world ``generate`` describes into ``root`` if it is not there yet.
@@ -256,18 +259,6 @@ class SyntheticDataset(Dataset):
         partial.rename(root)
         self._samples = None
 
-    def samples(self) -> list[Sample]:
-        """The usable samples of the split (scans the manifest on the first call)."""
-        if self._samples is None:
-            self._samples = self._scan()
-        return self._samples
-
-    def __iter__(self) -> Iterator[Sample]:
-        return iter(self.samples())
-
-    def __len__(self) -> int:
-        return len(self.samples())
-
     def _rows(self) -> Iterator[tuple[int, dict[str, Any]]]:
         path = self.root / METADATA
         if not path.is_file():
@@ -288,66 +279,21 @@ class SyntheticDataset(Dataset):
                     raise InputError(f"{path}:{line_number}: missing key(s) {missing}; regenerate the world")
                 yield line_number, row
 
-    def _scan(self) -> list[Sample]:
-        limit = self.config.limit
-        samples: list[Sample] = []
-        skipped: list[SkippedItem] = []
+    def candidates(self) -> Iterator[Sample | SkippedItem]:
+        """The split's clips in manifest order, each media-checked (header / container only)."""
         for _, row in self._rows():
             if row["split"] != self.config.split:
                 continue
             audio = (self.root / row["audio"]).absolute()
             video = (self.root / row["video"]).absolute()
-            problem = _audio_problem(audio) or _video_problem(video)
+            problem = audio_problem(audio) or video_problem(video)[0]
             if problem:
-                skipped.append(SkippedItem(row["id"], problem))
+                yield SkippedItem(row["id"], problem)
                 continue
-            samples.append(Sample(
+            yield Sample(
                 id=row["id"], split=row["split"], audio_path=audio, video_path=video,
                 captions=tuple(row["captions"]), label=row["source"], metadata=row,
-            ))
-            if limit is not None and len(samples) >= limit:
-                break
-        self.skipped = skipped
-        if skipped:
-            reasons = "; ".join(f"{s.id}: {s.reason}" for s in skipped[:_REASONS_LOGGED])
-            more = f" (+{len(skipped) - _REASONS_LOGGED} more in .skipped)" if len(skipped) > _REASONS_LOGGED else ""
-            log.warning(
-                "synthetic[%s]: skipped %d of %d clips with missing, empty or unreadable media: %s%s",
-                self.config.split, len(skipped), len(skipped) + len(samples), reasons, more,
             )
-        if not samples:
-            log.warning("synthetic[%s]: no usable clip under %s", self.config.split, self.root)
-        return samples
-
-
-def _audio_problem(path: Path) -> str | None:
-    """Why the wav at ``path`` cannot be used (header check only), or ``None``."""
-    import soundfile as sf
-
-    if not path.is_file():
-        return f"audio file missing: {path}"
-    if path.stat().st_size == 0:
-        return f"audio file is empty (0 bytes): {path}"
-    try:
-        frames = sf.info(str(path)).frames
-    except Exception as exc:  # soundfile raises LibsndfileError / RuntimeError
-        return f"unreadable audio {path}: {exc}"
-    return None if frames > 0 else f"audio file has no samples: {path}"
-
-
-def _video_problem(path: Path) -> str | None:
-    """Why the mp4 at ``path`` cannot be used (container check only), or ``None``."""
-    import av
-
-    if not path.is_file():
-        return f"video file missing: {path}"
-    if path.stat().st_size == 0:
-        return f"video file is empty (0 bytes): {path}"
-    try:
-        with av.open(str(path)) as container:
-            return None if container.streams.video else f"no video stream in {path}"
-    except Exception as exc:  # av.error.InvalidDataError and friends
-        return f"unreadable video {path}: {exc}"
 
 
 @hookimpl
