@@ -71,6 +71,19 @@ def mono_batch(audios: Sequence[Audio], sample_rate: int, *, num_samples: int | 
     return out  # (B, T)
 
 
+@torch.no_grad()
+def run_in_batches(net: nn.Module, audios: Sequence[Audio], sample_rate: int, batch_size: int, *,
+                   num_samples: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``net(mono_batch(...)) -> (embeddings, logits)`` over ``audios`` in batches, as float64
+    ``(N, D)`` and ``(N, C)`` arrays."""
+    embs, logits = [], []
+    for start in range(0, len(audios), batch_size):
+        e, l = net(mono_batch(audios[start : start + batch_size], sample_rate, num_samples=num_samples))
+        embs.append(e.double().numpy())
+        logits.append(l.double().numpy())
+    return np.concatenate(embs), np.concatenate(logits)
+
+
 def load_state_file(path: str | Path, *, what: str, hint: str) -> dict[str, torch.Tensor]:
     """Tensors from a ``.safetensors`` file or a third-party ``.pth`` (``weights_only=True``)."""
     path = Path(path)
@@ -233,16 +246,10 @@ class PannsCnn14:
         model.load_panns_state(load_state_file(path, what="PANNs CNN14", hint=cls.download_hint))
         return cls(model, **kw)
 
-    @torch.no_grad()
     def _run(self, audios: Sequence[Audio]) -> tuple[np.ndarray, np.ndarray]:
         sr = self.model.config.sample_rate
         n = int(self.max_seconds * sr) if self.max_seconds else None
-        embs, logits = [], []
-        for start in range(0, len(audios), self.batch_size):
-            e, l = self.model(mono_batch(audios[start : start + self.batch_size], sr, num_samples=n))
-            embs.append(e.double().numpy())
-            logits.append(l.double().numpy())
-        return np.concatenate(embs), np.concatenate(logits)
+        return run_in_batches(self.model, audios, sr, self.batch_size, num_samples=n)
 
     def embed(self, audios: Sequence[Audio]) -> np.ndarray:
         return self._run(audios)[0]

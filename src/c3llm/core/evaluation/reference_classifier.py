@@ -28,7 +28,7 @@ from torch import nn
 
 from c3llm.core.config import field, from_mapping, in_range, to_mapping
 from c3llm.core.errors import CheckpointError, InputError, UnavailableError
-from c3llm.core.evaluation.embedders import LogMel, mono_batch
+from c3llm.core.evaluation.embedders import LogMel, mono_batch, run_in_batches
 from c3llm.core.media import Audio
 
 log = logging.getLogger(__name__)
@@ -111,15 +111,9 @@ class ReferenceClassifier:
         self.labels = tuple(labels)
         self.batch_size = batch_size
 
-    @torch.no_grad()
     def _run(self, audios: Sequence[Audio]) -> tuple[np.ndarray, np.ndarray]:
         self.net.eval()
-        embs, logits = [], []
-        for start in range(0, len(audios), self.batch_size):
-            e, l = self.net(mono_batch(audios[start : start + self.batch_size], self.net.config.sample_rate))
-            embs.append(e.double().numpy())
-            logits.append(l.double().numpy())
-        return np.concatenate(embs), np.concatenate(logits)
+        return run_in_batches(self.net, audios, self.net.config.sample_rate, self.batch_size)
 
     def embed(self, audios: Sequence[Audio]) -> np.ndarray:
         return self._run(audios)[0]
