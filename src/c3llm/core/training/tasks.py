@@ -96,9 +96,11 @@ class LMObjective(nn.Module):
         losses, rows = lm_token_losses(self.model.backbone, batch)
         detached = losses.detach()
         logs = {"loss": float(detached.mean()) if detached.numel() else 0.0}
-        tasks = [ex.task for ex in examples]
-        for task in sorted(set(tasks)):
-            sel = torch.tensor([tasks[r] == task for r in rows.tolist()], dtype=torch.bool)
+        names = sorted({ex.task for ex in examples})
+        task_of_row = torch.tensor([names.index(ex.task) for ex in examples], device=rows.device)
+        task_of_token = task_of_row[rows]  # (M,)
+        for index, task in enumerate(names):
+            sel = task_of_token == index
             if bool(sel.any()):
                 logs[f"loss_{task}"] = float(detached[sel].mean())
         return losses.mean(), logs
