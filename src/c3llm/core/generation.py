@@ -101,7 +101,7 @@ def generate_acoustic(
     if guided and (unconditional is None or len(unconditional) != B):
         raise InputError("classifier-free guidance needs one unconditional prompt per prompt")
     cap = model.decoder.frames_for(sampling.max_seconds)
-    targets = [n if n is not None else None for n in num_frames]
+    targets = list(num_frames)
     limit = max([n for n in targets if n is not None] + ([cap] if None in targets else []))
     device = model.device
     exact = torch.tensor([n if n is not None else -1 for n in targets], device=device)
