@@ -43,6 +43,7 @@ DISABLE_ENV = "C3LLM_DISABLE_PLUGINS"
 #: Built-in plugins: entry-point name -> module. Mirrors ``[project.entry-points.c3llm]``.
 BUILTIN_PLUGINS: dict[str, str] = {
     "encodec": "c3llm.plugins.decoders.encodec",
+    "melvq": "c3llm.plugins.decoders.melvq",
     "logmel": "c3llm.plugins.encoders.logmel",
     "fad": "c3llm.plugins.metrics.frechet",
     "kl": "c3llm.plugins.metrics.kl",

@@ -159,7 +159,6 @@ QUICK_OVERRIDES = (
     "data.train.generate.num_test=24",
     "data.train.generate.num_test_novel=24",
     "data.limit_eval=24",
-    "codec_train.steps=300",
     "train.lm.steps=400",
     "train.nar.steps=100",
 )

@@ -15,9 +15,13 @@ HF-format directory its ``pretrained`` key loads), ``train_config.json`` and ``r
 with the loss curve and the reconstruction quality (mel distance, SI-SNR) on held-out
 synthetic clips (:func:`synthetic_clips`).
 
-The codec must provide ``training_forward(wav, *, codebook_decay, kmeans_iters,
-dead_code_threshold) -> (reconstruction, commitment)`` and
-``save_pretrained(directory)`` besides the :class:`~c3llm.core.roles.Decoder` contract.
+The codec must provide ``save_pretrained(directory)`` besides the
+:class:`~c3llm.core.roles.Decoder` contract, and one way to learn:
+
+- ``fit(waves, *, iters) -> dict``: learned in closed form (k-means codebooks, e.g. ``melvq``);
+  the gradient settings of :class:`CodecTrainConfig` do not apply;
+- ``training_forward(wav, *, codebook_decay, kmeans_iters, dead_code_threshold,
+  num_quantizers) -> (reconstruction, commitment)``: trained by the loop below (``encodec``).
 """
 
 from __future__ import annotations
@@ -263,7 +267,7 @@ def evaluate_codec(codec: Any, clips: Sequence[torch.Tensor]) -> dict[str, float
         return {}
     mel, snr = [], []
     for clip in clips:
-        wav = clip[None].to(next(codec.parameters()).device)  # (1, C, T)
+        wav = clip[None].to(_device_of(codec))  # (1, C, T)
         recon = codec.decode(codec.encode(wav))[..., : wav.shape[-1]]
         mel.append(mel_distance(recon, wav, codec.sample_rate))
         snr.append(float(si_snr(recon, wav).mean()))
@@ -286,7 +290,8 @@ def train_codec(
     :return: the report written to ``out_dir/report.json`` (loss curve, quality before and after,
         seconds, skipped files, where the checkpoint is).
     """
-    for needed in ("training_forward", "save_pretrained", "encode", "decode"):
+    closed_form = callable(getattr(codec, "fit", None))
+    for needed in ("fit" if closed_form else "training_forward", "save_pretrained", "encode", "decode"):
         if not callable(getattr(codec, needed, None)):
             raise PluginError(f"{type(codec).__name__} cannot be trained here: it has no {needed}()")
     out_dir = Path(out_dir)
@@ -300,6 +305,9 @@ def train_codec(
         held_out = [c.expand(codec.channels, -1).contiguous() for c in held_out]
     else:
         held_out, _ = _as_waveforms(eval_data, codec.sample_rate, codec.channels)
+
+    if closed_form:
+        return _fit_codec(codec, waves, skipped, held_out, config, out_dir)
 
     codebook_rule = dict(
         codebook_decay=config.codebook_decay, kmeans_iters=config.kmeans_iters,
@@ -378,6 +386,35 @@ def train_codec(
     }
     (out_dir / "report.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
     return report
+
+
+def _fit_codec(codec: Any, waves: list[torch.Tensor], skipped: list[str], held_out: Sequence[torch.Tensor],
+               config: CodecTrainConfig, out_dir: Path) -> dict[str, Any]:
+    """Learn a closed-form codec (``codec.fit``), report its quality before and after, save it."""
+    codec.eval()
+    before = evaluate_codec(codec, held_out)
+    log.info("codec: fitting %s on %d clips", type(codec).__name__, len(waves))
+    started = time.perf_counter()
+    fit = codec.fit(waves, iters=config.kmeans_iters)
+    seconds = time.perf_counter() - started
+    after = evaluate_codec(codec, held_out)
+    log.info("codec held-out quality: mel distance %.3f (before fitting %.3f)",
+             after.get("mel_distance", float("nan")), before.get("mel_distance", float("nan")))
+    codec.save_pretrained(out_dir)
+    (out_dir / "train_config.json").write_text(json.dumps(attrs.asdict(config), indent=2), encoding="utf-8")
+    report = {
+        "method": "fit", "steps": 0, "train_seconds": seconds, "train_clips": len(waves), "skipped": skipped,
+        "fit": fit, "curve": [], "quality_before": before, "quality_after": after, "checkpoint": str(out_dir),
+    }
+    (out_dir / "report.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
+    return report
+
+
+def _device_of(codec: Any) -> torch.device:
+    """Where the codec's tensors live (parameters, else buffers: closed-form codecs have no parameters)."""
+    for tensor in (*codec.parameters(), *codec.buffers()):
+        return tensor.device
+    return torch.device("cpu")
 
 
 def _progress_bar(total: int) -> Any:

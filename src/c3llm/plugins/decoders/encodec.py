@@ -342,48 +342,6 @@ class EncodecCodec(Decoder):
             residual = residual - centres[nearest(codebook, residual)]
         self.train(was_training)
 
-    # -- input checks -------------------------------------------------------------------------
-
-    def check_waveform(self, wav: Any) -> None:
-        """Raise :class:`InputError` unless ``wav`` is a finite, non-empty ``(B, C, T)`` float tensor."""
-        if not isinstance(wav, torch.Tensor):
-            raise InputError(f"EnCodec.encode expects a torch.Tensor (B, C, T), got {type(wav).__name__}")
-        if wav.dim() != 3:
-            hint = " Add batch/channel axes, e.g. wav[None, None] for a 1-D waveform." if wav.dim() < 3 else ""
-            raise InputError(f"EnCodec.encode expects a (batch, channels, samples) tensor, got shape {tuple(wav.shape)}.{hint}")
-        if not wav.is_floating_point():
-            raise InputError(f"EnCodec.encode expects float samples in [-1, 1], got dtype {wav.dtype}")
-        if wav.shape[1] != self.channels:
-            raise InputError(
-                f"EnCodec codec takes {self.channels}-channel audio, got {wav.shape[1]} channels; "
-                f"mix or duplicate channels first (Audio.to(sample_rate, channels={self.channels}))"
-            )
-        if wav.shape[0] == 0 or wav.shape[-1] == 0:
-            raise InputError(f"EnCodec.encode got an empty waveform batch of shape {tuple(wav.shape)}")
-        if not torch.isfinite(wav).all():
-            raise InputError("EnCodec.encode got NaN or infinite samples; clean the audio first")
-
-    def check_codes(self, codes: Any) -> None:
-        """Raise :class:`InputError` unless ``codes`` is a valid ``(B, Q', S)`` integer tensor."""
-        if not isinstance(codes, torch.Tensor) or codes.dim() != 3:
-            shape = tuple(codes.shape) if isinstance(codes, torch.Tensor) else type(codes).__name__
-            raise InputError(f"EnCodec.decode expects (batch, codebooks, frames) codes, got {shape}")
-        if codes.is_floating_point() or codes.dtype == torch.bool:
-            raise InputError(f"EnCodec.decode expects integer codes, got dtype {codes.dtype}")
-        q = codes.shape[1]
-        if not 1 <= q <= self.num_codebooks:
-            raise InputError(
-                f"EnCodec.decode got {q} codebooks; this codec uses 1..{self.num_codebooks} (num_codebooks)"
-            )
-        if codes.shape[0] == 0 or codes.shape[-1] == 0:
-            raise InputError(f"EnCodec.decode got empty codes of shape {tuple(codes.shape)}")
-        low, high = int(codes.min()), int(codes.max())
-        if low < 0 or high >= self.cardinality:
-            raise InputError(
-                f"EnCodec.decode got codes in [{low}, {high}], outside [0, {self.cardinality}); "
-                f"were they produced by a codec with another codebook size?"
-            )
-
     def _dtype(self) -> torch.dtype:
         return next(self.model.parameters()).dtype
 
