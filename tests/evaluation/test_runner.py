@@ -61,7 +61,8 @@ def _fake_generation(ctx: RunContext) -> None:
         for k, s in enumerate(samples):
             ref = load_audio(s.audio_path)
             for folder, audio in (("t2a", ref), ("t2a_no_nar", _noise_like(ref, k)), ("v2a", ref),
-                                  ("v2a_no_nar", _noise_like(ref, 100 + k)), ("v2a_pooled", _rolled(ref))):
+                                  ("v2a_no_nar", _noise_like(ref, 100 + k)), ("v2a_pooled", _rolled(ref)),
+                                  ("codec", ref)):
                 audio.save(out / folder / f"{s.id}.wav")
             if k < len(samples) - NUM_WRONG:
                 caption = s.captions[1]
@@ -99,8 +100,10 @@ def test_results_json_structure(evaluated):
     assert on_disk["splits"].keys() == {"test", "test_novel"}
     for split in on_disk["splits"].values():
         assert set(split["tasks"]) == {"t2a", "v2a", "a2t"}
-        assert set(split["tasks"]["t2a"]["systems"]) == {"c3llm", "c3llm_no_nar", "chance", "retrieval", "reference"}
-        assert set(split["tasks"]["v2a"]["systems"]) == {"c3llm", "c3llm_no_nar", "c3llm_pooled", "chance", "reference"}
+        assert list(split["tasks"]["t2a"]["systems"]) == ["c3llm", "c3llm_no_nar", "chance", "retrieval", "codec", "reference"]
+        assert list(split["tasks"]["v2a"]["systems"]) == ["c3llm", "c3llm_no_nar", "c3llm_pooled", "chance", "codec",
+                                                         "reference"]
+        assert split["tasks"]["v2a"]["systems"]["codec"]["kind"] == "ceiling"
         assert set(split["tasks"]["a2t"]["systems"]) == {"c3llm", "chance", "retrieval", "reference"}
     t2a = _metrics(on_disk, "test", "t2a", "c3llm")
     assert {"fd_synth", "kl_synth", "isc_synth", "isc_synth_std", "source_acc", "onset_f1", "pitch_acc",

@@ -7,6 +7,7 @@ For each clip of the split (resumable: finished clips are skipped) it writes::
     v2a/{id}.wav          video -> audio (full model)
     v2a_no_nar/{id}.wav   the same coarse codes without the refiner (ablation)
     v2a_pooled/{id}.wav   video -> audio from mean-pooled video features (ablation: no timing)
+    codec/{id}.wav        the reference through the codec (encode -> decode): the ceiling of T2A/V2A
     captions.jsonl        audio -> text: {"id", "caption", "references"}
 
 Audio lasts as long as the reference clip, so metrics compare like with like.
@@ -27,7 +28,7 @@ from c3llm.core.media import Audio, load_audio, load_video
 
 log = logging.getLogger(__name__)
 
-AUDIO_OUTPUTS = ("t2a", "t2a_no_nar", "v2a", "v2a_no_nar", "v2a_pooled")
+AUDIO_OUTPUTS = ("t2a", "t2a_no_nar", "v2a", "v2a_no_nar", "v2a_pooled", "codec")
 
 
 def _save(audio: Audio, path: Path) -> None:
@@ -94,6 +95,12 @@ def generate_for_split(pipe, samples, out_dir: Path, *, seed: int = 0, batch_siz
                     for s, a in zip(batch, codes_to_audio(model, codes, captions=none, video=video,
                                                           durations=durations, refine=refine)):
                         _save(a, out_dir / name / f"{s.id}.wav")
+        # the references through the codec: the best generated audio can sound with this codec
+        codec = model.decoder
+        for s, r in zip(batch, refs):
+            wav = r.to(codec.sample_rate, codec.channels).waveform[None].to(model.device)  # (1, C, T)
+            resynth = codec.decode(codec.encode(wav))[0, :, : wav.shape[-1]].cpu()  # (C, T)
+            _save(Audio(resynth, codec.sample_rate), out_dir / "codec" / f"{s.id}.wav")
         # audio -> text
         if has_audio_enc:
             feats = model.encode_media("audio", refs)
