@@ -15,6 +15,7 @@ import torch
 from c3llm import sdk
 from c3llm.core.generation import SamplingConfig, generate_acoustic
 from c3llm.core.training.loop import OptimConfig, Trainer
+from c3llm.core.errors import InputError
 from c3llm.core.training.tasks import LMObjective, NARObjective, NARSampler, TaskSampler, TaskWeights, freeze_for_stage
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
@@ -140,3 +141,21 @@ def test_two_process_ddp_run(tmp_path):
     assert digests[0]["checksum"] == digests[1]["checksum"]
     assert digests[0]["first_loss"] != digests[0]["last_loss"]
     assert (tmp_path / "lm" / "checkpoint" / "state.json").is_file()  # rank 0 wrote it
+
+
+def test_a_weighted_task_without_prepared_codes_is_an_error_not_a_silent_skip(caplog):
+    """Items without codes (a prepare cache made for another codec config) must not quietly
+    turn the run into captioning-only training."""
+    pipe = tiny_pipeline()
+    feats = torch.zeros(3, 8)  # (N, D) audio features; the sampler does not look inside
+    no_codes = [{"id": str(i), "captions": (c,), "audio": feats} for i, c in enumerate(CAPTIONS)]
+    with pytest.raises(InputError, match="task t2a has weight 1.0 but no training item has codes"):
+        TaskSampler(no_codes, pipe.model.sequences, TaskWeights(t2a=1.0, v2a=0.0, a2t=1.0), 4)
+    with pytest.raises(InputError, match="no training item has codes"):
+        NARSampler(no_codes, TaskWeights(t2a=1.0, v2a=0.0), 4)
+    # a modality the dataset does not have (no video here) is skipped with a warning
+    items = clip_items(pipe)
+    with caplog.at_level("WARNING"):
+        sampler = TaskSampler(items, pipe.model.sequences, TaskWeights(t2a=1.0, v2a=1.0, a2t=0.0), 4)
+    assert "task v2a: no training item has video" in caplog.text
+    assert {ex.task for ex in sampler(0)} == {"t2a"}

@@ -7,6 +7,7 @@ A training item is a mapping with ``id``, ``codes`` ``(Q, S)``, optional ``audio
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -18,6 +19,8 @@ from c3llm.core.config import field, in_range
 from c3llm.core.errors import InputError
 from c3llm.core.losses import lm_token_losses
 from c3llm.core.sequence import Example, collate
+
+log = logging.getLogger(__name__)
 
 LM_TASKS = ("t2a", "v2a", "vt2a", "a2t")
 NEEDS = {"t2a": ("codes", "captions"), "v2a": ("codes", "video"), "vt2a": ("codes", "video", "captions"),
@@ -39,6 +42,28 @@ def _has(item: Mapping[str, Any], key: str) -> bool:
     return value is not None and (len(value) > 0)
 
 
+def task_pools(items: Sequence[Mapping[str, Any]], weights: TaskWeights, tasks: Sequence[str]) -> dict[str, list]:
+    """The items each task can use. A weighted task left without items is skipped with a
+    warning when the data or the model lacks its modality (no captions in VGGSound, no video
+    encoder), but missing codec codes are an error: every training clip has audio, so no codes
+    means the prepare cache was made for another codec config, and a silent skip would train
+    captioning alone for the whole run."""
+    pools = {t: [it for it in items if all(_has(it, k) for k in NEEDS[t])] for t in tasks}
+    for task in tasks:
+        if pools[task] or not getattr(weights, task):
+            continue
+        absent = [k for k in NEEDS[task] if not any(_has(it, k) for it in items)]
+        if "codes" in absent:
+            raise InputError(
+                f"task {task} has weight {getattr(weights, task)} but no training item has codes: the prepare "
+                f"stage did not cache them for this model's codec (a changed codec config or retrained codec "
+                f"gets a new cache key). Run prepare again"
+            )
+        log.warning("task %s: no training item has %s; it is skipped (set [train.tasks] %s = 0 to silence this)",
+                    task, " or ".join(absent) or "all of " + ", ".join(NEEDS[task]), task)
+    return pools
+
+
 def _generator(seed: int, index: int, rank: int) -> torch.Generator:
     return torch.Generator().manual_seed((seed * 1_000_003 + index * 7_919 + rank * 104_729) % (2**63))
 
@@ -53,7 +78,7 @@ class TaskSampler:
     def __init__(self, items: Sequence[Mapping[str, Any]], builder, weights: TaskWeights, batch_size: int,
                  *, seed: int = 0, cond_dropout: float = 0.0):
         self.builder, self.batch_size, self.seed, self.cond_dropout = builder, batch_size, seed, cond_dropout
-        self.pools = {t: [it for it in items if all(_has(it, k) for k in NEEDS[t])] for t in LM_TASKS}
+        self.pools = task_pools(items, weights, LM_TASKS)
         w = [getattr(weights, t) if self.pools[t] else 0.0 for t in LM_TASKS]
         if sum(w) == 0:
             raise InputError("no training task has data: check that prepare produced codes/features and captions")
@@ -111,10 +136,7 @@ class NARSampler:
 
     def __init__(self, items: Sequence[Mapping[str, Any]], weights: TaskWeights, batch_size: int, *, seed: int = 0):
         self.batch_size, self.seed = batch_size, seed
-        self.pools = {
-            "t2a": [it for it in items if _has(it, "codes") and _has(it, "captions")],
-            "v2a": [it for it in items if _has(it, "codes") and _has(it, "video")],
-        }
+        self.pools = task_pools(items, weights, ("t2a", "v2a"))
         w = [weights.t2a if self.pools["t2a"] else 0.0, weights.v2a if self.pools["v2a"] else 0.0]
         if sum(w) == 0:
             raise InputError("the refiner has no (condition, codes) pairs to train on")

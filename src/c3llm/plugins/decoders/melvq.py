@@ -219,10 +219,6 @@ class MelVQCodec(Decoder):
         self.load_checkpoint_state_dict(state)
         log.info("loaded melvq codebooks from %s", path)
 
-    def export_assets(self, directory: Path) -> dict[str, Any]:
-        """The codebooks travel in the pipeline's own weights file: drop the path to the codec folder."""
-        return {"pretrained": None}
-
 
 def nearest(vectors: torch.Tensor, book: torch.Tensor) -> torch.Tensor:
     """Index of the closest (Euclidean) row of ``book`` ``(K, D)`` for each ``(..., D)`` vector."""
