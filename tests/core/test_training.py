@@ -110,8 +110,16 @@ def test_killed_and_resumed_run_matches_an_uninterrupted_one(tmp_path, nar):
     assert rest == pytest.approx(full_losses[4:], abs=0, rel=0)
     for name, value in full_params.items():
         assert torch.equal(value, resumed_params[name]), name
-    logged = [json.loads(line)["step"] for line in (tmp_path / "resumed" / "metrics.jsonl").read_text().splitlines()]
-    assert logged == list(range(1, 9))
+    records = [json.loads(line) for line in (tmp_path / "resumed" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == list(range(1, 9))
+    # TensorBoard gets the same scalars; step 5, logged before the "kill", is purged and redone once
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(tmp_path / "resumed" / "tensorboard"))
+    events.Reload()
+    scalars = events.Scalars(f"{'nar' if nar else 'lm'}/loss")
+    assert [e.step for e in scalars] == list(range(1, 9))
+    assert [e.value for e in scalars] == pytest.approx([r["loss"] for r in records], rel=1e-6)
 
 
 def test_resume_refuses_a_checkpoint_of_other_parameters(tmp_path):

@@ -55,6 +55,8 @@ class OptimConfig:
     log_every: int = field(20, validator=in_range(1))
     precision: str = field("auto", validator=one_of("auto", "fp32", "bf16", "fp16"),
                            help="autocast dtype; auto = bf16 on CUDA if supported, else fp32")
+    tensorboard: bool = field(True, help="also write the logged scalars to <stage>/tensorboard/ when the "
+                                         "tensorboard package is installed (pip install 'c3llm[tensorboard]')")
 
 
 def lr_factor(step: int, config: OptimConfig) -> float:
@@ -193,6 +195,7 @@ class Trainer:
         end = cfg.steps if stop_after is None else min(cfg.steps, self.step + stop_after)
         bar = _progress(self.progress and self.rank == 0, self.step, cfg.steps, self.name)
         metrics_file = self.out_dir / "metrics.jsonl"
+        board = TensorBoard.open(self.out_dir / "tensorboard", self.step) if cfg.tensorboard and self.rank == 0 else None
         self.objective.train()
         started = time.perf_counter()
         while self.step < end:
@@ -224,15 +227,46 @@ class Trainer:
                 if self.step % cfg.log_every == 0 or self.step == end:
                     with metrics_file.open("a") as fh:
                         fh.write(json.dumps(record) + "\n")
+                    if board is not None:
+                        board.write(self.name, record)
                     log.info("%s step %d/%d %s", self.name, self.step, cfg.steps,
                              " ".join(f"{k}={v:.4f}" for k, v in totals.items()))
                 if self.step % cfg.checkpoint_every == 0 or self.step == cfg.steps:
                     self.save_checkpoint()
             bar.update(1)
         bar.close()
+        if board is not None:
+            board.close()
         if self.rank == 0 and self.history:
             log.info("%s: %d steps in %.1f s", self.name, len(self.history), time.perf_counter() - started)
         return self.history
+
+
+class TensorBoard:
+    """The logged scalars as TensorBoard events (``torch.utils.tensorboard``), beside metrics.jsonl."""
+
+    def __init__(self, writer: Any):
+        self.writer = writer
+
+    @classmethod
+    def open(cls, directory: Path, step: int) -> TensorBoard | None:
+        """A writer for ``directory``, or None when the tensorboard package is not installed.
+        Events after ``step`` (left by a run killed after its last checkpoint) are purged,
+        as metrics.jsonl is truncated, so a resumed run's curves have no doubled steps."""
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            log.debug("tensorboard is not installed: scalars go to metrics.jsonl only")
+            return None
+        return cls(SummaryWriter(str(directory), purge_step=step + 1 if step else None))
+
+    def write(self, stage: str, record: dict[str, float]) -> None:
+        for key, value in record.items():
+            if key != "step":
+                self.writer.add_scalar(f"{stage}/{key}", value, record["step"])
+
+    def close(self) -> None:
+        self.writer.close()
 
 
 class _NoBar:
