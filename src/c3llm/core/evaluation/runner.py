@@ -86,7 +86,7 @@ class EvaluateSection:
 def expected_outputs(components: dict[str, Any]) -> tuple[list[str], bool]:
     """The generated audio folders and whether captions are expected, from the config's
     components (V2A needs a video encoder, A2T an audio encoder)."""
-    folders = ["t2a", "t2a_no_nar"]
+    folders = ["t2a", "t2a_no_nar", "codec"]
     if "video_encoder" in components:
         folders += ["v2a", "v2a_no_nar", "v2a_pooled"]
     return folders, "audio_encoder" in components
