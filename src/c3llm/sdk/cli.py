@@ -155,11 +155,11 @@ _stage_command("evaluate", "Generate for the evaluation splits and score them; w
 #: What ``demo --quick`` changes: a smaller world and fewer steps (CI runs it in minutes).
 QUICK_OVERRIDES = (
     "run.name=demo-quick",
-    "data.train.generate.num_train=240",
+    "data.train.generate.num_train=120",
     "data.train.generate.num_test=24",
     "data.train.generate.num_test_novel=24",
-    "data.limit_eval=24",
-    "train.lm.steps=400",
+    "data.limit_eval=16",
+    "train.lm.steps=300",
     "train.nar.steps=100",
 )
 
