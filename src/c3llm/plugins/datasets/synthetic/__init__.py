@@ -101,7 +101,7 @@ class WorldConfig:
     fps: float = field(12.0, validator=in_range(4.0, 60.0), help="video frame rate; onsets lie on its frame grid")
     sources: tuple[str, ...] = field(tuple(SOURCES), validator=_source_names, help="source types in the world")
     novel_combinations: tuple[tuple[str, ...], ...] = field(
-        (("beep", "high"), ("bell", "low"), ("chirp", "mid")), validator=_pairs,
+        (("beep", "mid"), ("bell", "low"), ("chirp", "high")), validator=_pairs,
         help="(source, pitch) pairs kept out of train/test; test_novel is made of them only",
     )
     max_events: int = field(4, validator=in_range(1, 4), help="events per clip are drawn from 1..max_events")
