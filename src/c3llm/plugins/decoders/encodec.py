@@ -339,7 +339,7 @@ class EncodecCodec(Decoder):
             codebook.embed_avg.copy_(centres * sizes[:, None])
             codebook.cluster_size.copy_(sizes)
             codebook.inited.fill_(1.0)
-            residual = residual - centres[nearest(codebook, residual)]
+            residual = residual - centres[nearest(residual, centres)]
         self.train(was_training)
 
     def _dtype(self) -> torch.dtype:

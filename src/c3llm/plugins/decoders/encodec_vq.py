@@ -47,22 +47,25 @@ class QuantizedFrames:
     commitment: torch.Tensor
 
 
-def sample_rows(samples: torch.Tensor, num: int) -> torch.Tensor:
-    """``num`` random rows of ``samples`` ``(N, D)`` (with replacement only when ``N < num``)."""
+def sample_rows(samples: torch.Tensor, num: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """``num`` random rows of ``samples`` ``(N, D)`` (with replacement only when ``N < num``);
+    drawn from ``generator`` when given, else from torch's global generator."""
     n = samples.shape[0]
     if n >= num:
-        index = torch.randperm(n, device=samples.device)[:num]
+        index = torch.randperm(n, generator=generator)[:num]
     else:
-        index = torch.randint(0, n, (num,), device=samples.device)
-    return samples[index]
+        index = torch.randint(0, n, (num,), generator=generator)
+    return samples[index.to(samples.device)]
 
 
-def kmeans(samples: torch.Tensor, num_clusters: int, iters: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Lloyd's k-means on ``(N, D)``; empty clusters keep their previous centre.
+def kmeans(samples: torch.Tensor, num_clusters: int, iters: int,
+           generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Lloyd's k-means on ``(N, D)``; empty clusters keep their previous centre. The initial
+    centres are rows drawn from ``generator`` (default: torch's global generator).
 
     :return: centres ``(K, D)`` and cluster sizes ``(K,)``.
     """
-    means = sample_rows(samples, num_clusters)
+    means = sample_rows(samples, num_clusters, generator)
     bins = torch.zeros(num_clusters, device=samples.device)
     for _ in range(iters):
         assign = torch.cdist(samples, means).argmin(dim=-1)  # (N,)
@@ -121,11 +124,11 @@ def ema_update_(codebook: nn.Module, samples: torch.Tensor, assign: torch.Tensor
     codebook.embed.copy_(codebook.embed_avg / smoothed[:, None])
 
 
-def nearest(codebook: nn.Module, samples: torch.Tensor) -> torch.Tensor:
-    """Index of the closest entry (Euclidean) for each row of ``samples`` ``(N, D)``."""
-    embed = codebook.embed  # (K, D)
-    dist = samples.pow(2).sum(1, keepdim=True) - 2 * samples @ embed.t() + embed.pow(2).sum(1)[None]
-    return dist.argmin(dim=-1)
+def nearest(vectors: torch.Tensor, embed: torch.Tensor) -> torch.Tensor:
+    """Index of the closest (Euclidean) row of ``embed`` ``(K, D)`` for each ``(..., D)`` vector."""
+    flat = vectors.reshape(-1, vectors.shape[-1])  # (N, D)
+    dist = flat.pow(2).sum(1, keepdim=True) - 2 * flat @ embed.t() + embed.pow(2).sum(1)[None]  # (N, K)
+    return dist.argmin(dim=-1).reshape(vectors.shape[:-1])
 
 
 def residual_quantize(
@@ -146,7 +149,7 @@ def residual_quantize(
         flat = residual.detach().permute(0, 2, 1).reshape(-1, d)  # (B*S, D)
         if learn:
             init_codebook_(codebook, flat, rule)
-        assign = nearest(codebook, flat)  # (B*S,)
+        assign = nearest(flat, codebook.embed)  # (B*S,)
         # vectors of the codebook as it was when assigning (the update below is for next step)
         chosen = F.embedding(assign, codebook.embed.clone()).view(b, s, d).permute(0, 2, 1)  # (B, D, S)
         if learn:

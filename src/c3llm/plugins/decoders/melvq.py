@@ -31,6 +31,7 @@ from c3llm.core.errors import CheckpointError, InputError
 from c3llm.core.hookspecs import hookimpl
 from c3llm.core.roles import Decoder
 from c3llm.core.spectral import mel_filterbank
+from c3llm.plugins.decoders.encodec_vq import kmeans, nearest
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +99,7 @@ class MelVQCodec(Decoder):
             "codebooks", floor + 0.1 * torch.randn(config.num_codebooks, config.codebook_size, self.code_dim, generator=gen)
         )  # (Q, K, D)
         self.register_buffer("fitted", torch.zeros((), dtype=torch.bool))
+        self._warned_unfitted = False
 
     # -- features -----------------------------------------------------------------------------
 
@@ -152,8 +154,6 @@ class MelVQCodec(Decoder):
 
         :return: frames used and the mean absolute residual (log-mel units) after each codebook.
         """
-        from c3llm.plugins.decoders.encodec_vq import kmeans
-
         if not waves:
             raise InputError("melvq.fit got no audio")
         frames = torch.cat([self.features(w[None].to(self.codebooks.dtype))[0] for w in waves])  # (N, D)
@@ -165,10 +165,10 @@ class MelVQCodec(Decoder):
         gen = torch.Generator().manual_seed(self.config.seed)
         if frames.shape[0] > max_frames:
             frames = frames[torch.randperm(frames.shape[0], generator=gen)[:max_frames]]
-        torch.manual_seed(self.config.seed)  # kmeans draws its initial centres from the global generator
+        centres_gen = torch.Generator().manual_seed(self.config.seed)
         residual, errors = frames, []
         for q in range(self.num_codebooks):
-            centres, _ = kmeans(residual, self.cardinality, iters)
+            centres, _ = kmeans(residual, self.cardinality, iters, centres_gen)
             self.codebooks[q].copy_(centres)
             residual = residual - centres[nearest(residual, centres)]
             errors.append(float(residual.abs().mean()))
@@ -178,9 +178,9 @@ class MelVQCodec(Decoder):
         return {"frames": int(frames.shape[0]), "residual_error": errors}
 
     def _warn_if_unfitted(self) -> None:
-        if not bool(self.fitted) and not getattr(self, "_warned", False):
+        if not bool(self.fitted) and not self._warned_unfitted:
             log.warning("melvq codec has untrained codebooks: run train-codec (or codec.fit) or set pretrained")
-            self._warned = True
+            self._warned_unfitted = True
 
     # -- weights ----------------------------------------------------------------------------------
 
@@ -219,12 +219,6 @@ class MelVQCodec(Decoder):
         self.load_checkpoint_state_dict(state)
         log.info("loaded melvq codebooks from %s", path)
 
-
-def nearest(vectors: torch.Tensor, book: torch.Tensor) -> torch.Tensor:
-    """Index of the closest (Euclidean) row of ``book`` ``(K, D)`` for each ``(..., D)`` vector."""
-    flat = vectors.reshape(-1, vectors.shape[-1])
-    dist = flat.pow(2).sum(1, keepdim=True) - 2 * flat @ book.t() + book.pow(2).sum(1)[None]  # (N, K)
-    return dist.argmin(dim=-1).reshape(vectors.shape[:-1])
 
 
 def griffin_lim(
