@@ -20,6 +20,7 @@ import time
 
 import torch
 
+from c3llm.core.roles import Decoder
 from c3llm.core.training.codec import CodecTrainConfig, synthetic_clips, train_codec
 from c3llm.plugins.decoders.encodec import EncodecCodec, EncodecCodecConfig
 
@@ -35,7 +36,7 @@ def median_seconds(fn, repeats: int) -> float:
 
 
 @torch.no_grad()
-def codebook_usage(codec: EncodecCodec, clips: list[torch.Tensor]) -> list[int]:
+def codebook_usage(codec: Decoder, clips: list[torch.Tensor]) -> list[int]:
     """Distinct entries used per codebook over the held-out clips."""
     codes = torch.cat([codec.encode(c[None]) for c in clips], dim=-1)  # (1, Q, S_total)
     return [int(codes[0, q].unique().numel()) for q in range(codes.shape[1])]

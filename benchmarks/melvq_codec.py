@@ -16,25 +16,16 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import statistics
 import time
 from pathlib import Path
 
 import torch
 
+from codec_reconstruction import codebook_usage, median_seconds  # the sibling benchmark (same folder)
+
 from c3llm.core.media import load_audio
 from c3llm.core.training.codec import evaluate_codec, synthetic_clips
 from c3llm.plugins.decoders.melvq import MelVQCodec, MelVQCodecConfig
-
-
-def median_seconds(fn, repeats: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def main() -> None:
@@ -61,14 +52,13 @@ def main() -> None:
     fit = codec.fit(train)
     fit_seconds = time.perf_counter() - start
     after = evaluate_codec(codec, held_out)
-    codes = torch.cat([codec.encode(c[None]) for c in held_out], dim=-1)  # (1, Q, S_total)
     ten = synthetic_clips(1, 10.0, codec.sample_rate, seed=1)[0][None]  # (1, 1, T)
     ten_codes = codec.encode(ten)
     print(json.dumps({
         "config": config.architecture() | {"griffin_lim_iters": config.griffin_lim_iters},
         "train_clips": len(train), "fit_frames": fit["frames"], "fit_seconds": round(fit_seconds, 2),
         "held_out_mel_distance": {"before": round(before["mel_distance"], 3), "after": round(after["mel_distance"], 3)},
-        "codebook_usage": [int(codes[0, q].unique().numel()) for q in range(codes.shape[1])],
+        "codebook_usage": codebook_usage(codec, held_out),
         "encode_10s_seconds": round(median_seconds(lambda: codec.encode(ten), args.repeats), 4),
         "decode_10s_seconds": round(median_seconds(lambda: codec.decode(ten_codes), args.repeats), 4),
         "threads": args.threads,

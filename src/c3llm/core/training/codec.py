@@ -26,6 +26,7 @@ The codec must provide ``save_pretrained(directory)`` besides the
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import math
@@ -372,20 +373,10 @@ def train_codec(
     log.info("codec held-out quality: mel distance %.3f, SI-SNR %.2f dB", after.get("mel_distance", float("nan")),
              after.get("si_snr_db", float("nan")))
 
-    codec.save_pretrained(out_dir)
-    (out_dir / "train_config.json").write_text(json.dumps(attrs.asdict(config), indent=2), encoding="utf-8")
-    report = {
-        "steps": config.steps,
-        "train_seconds": seconds,
-        "train_clips": len(waves),
-        "skipped": skipped,
-        "curve": curve,
-        "quality_before": before,
-        "quality_after": after,
-        "checkpoint": str(out_dir),
-    }
-    (out_dir / "report.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
-    return report
+    return _save_trained(codec, config, out_dir, {
+        "steps": config.steps, "train_seconds": seconds, "train_clips": len(waves), "skipped": skipped,
+        "curve": curve, "quality_before": before, "quality_after": after,
+    })
 
 
 def _fit_codec(codec: Any, waves: list[torch.Tensor], skipped: list[str], held_out: Sequence[torch.Tensor],
@@ -400,21 +391,25 @@ def _fit_codec(codec: Any, waves: list[torch.Tensor], skipped: list[str], held_o
     after = evaluate_codec(codec, held_out)
     log.info("codec held-out quality: mel distance %.3f (before fitting %.3f)",
              after.get("mel_distance", float("nan")), before.get("mel_distance", float("nan")))
+    return _save_trained(codec, config, out_dir, {
+        "method": "fit", "steps": 0, "train_seconds": seconds, "train_clips": len(waves), "skipped": skipped,
+        "fit": fit, "curve": [], "quality_before": before, "quality_after": after,
+    })
+
+
+def _save_trained(codec: Any, config: CodecTrainConfig, out_dir: Path, report: dict[str, Any]) -> dict[str, Any]:
+    """Write the codec (its ``save_pretrained``), ``train_config.json`` and ``report.json``."""
     codec.save_pretrained(out_dir)
     (out_dir / "train_config.json").write_text(json.dumps(attrs.asdict(config), indent=2), encoding="utf-8")
-    report = {
-        "method": "fit", "steps": 0, "train_seconds": seconds, "train_clips": len(waves), "skipped": skipped,
-        "fit": fit, "curve": [], "quality_before": before, "quality_after": after, "checkpoint": str(out_dir),
-    }
+    report = {**report, "checkpoint": str(out_dir)}
     (out_dir / "report.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
     return report
 
 
 def _device_of(codec: Any) -> torch.device:
     """Where the codec's tensors live (parameters, else buffers: closed-form codecs have no parameters)."""
-    for tensor in (*codec.parameters(), *codec.buffers()):
-        return tensor.device
-    return torch.device("cpu")
+    first = next(itertools.chain(codec.parameters(), codec.buffers()), None)
+    return first.device if first is not None else torch.device("cpu")
 
 
 def _progress_bar(total: int) -> Any:
