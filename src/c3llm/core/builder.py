@@ -26,7 +26,7 @@ from c3llm.core.checkpoint import (
 )
 from c3llm.core.config import from_mapping, to_mapping
 from c3llm.core.errors import CheckpointError, UnknownComponentError
-from c3llm.core.model import C3LLM
+from c3llm.core.model import MODALITIES, C3LLM
 from c3llm.core.registry import Registry
 from c3llm.core.roles.base import load_strict
 from c3llm.core.run_config import COMPONENT_SECTIONS
@@ -72,11 +72,12 @@ def build_components(
 
 
 def assemble(components: Mapping[str, Any], *, prompts: PromptConfig = PromptConfig(),
-             projector_hidden: int | None = None) -> C3LLM:
+             projector_hidden: int | None = None, projector_frame_norm: Mapping[str, bool] | None = None) -> C3LLM:
     encoders = {slot.split("_")[0]: components[slot] for slot in ("audio_encoder", "video_encoder") if slot in components}
     return C3LLM(
         decoder=components["decoder"], backbone=components["backbone"], refiner=components.get("refiner"),
         encoders=encoders, prompts=prompts, projector_hidden=projector_hidden,
+        projector_frame_norm=projector_frame_norm,
     )
 
 
@@ -101,6 +102,7 @@ def save_model(model: C3LLM, directory: Path, *, extra: Mapping[str, Any] | None
             "python_version": platform.python_version(),
             "prompts": to_mapping(model.prompts),
             "projector_hidden": _projector_hidden(model),
+            "projector_frame_norm": {modality: proj.frame_norm for modality, proj in model.projectors.items()},
             "components": {},
         }
         for section, component in component_sections(model).items():
@@ -172,7 +174,13 @@ def load_model(registry: Registry, directory: Path) -> tuple[C3LLM, dict[str, An
         base_dirs[section] = directory / section
     components = build_components(registry, specs, base_dirs=base_dirs)
     prompts = from_mapping(PromptConfig, record.get("prompts", {}), where="prompts")
-    model = assemble(components, prompts=prompts, projector_hidden=record.get("projector_hidden"))
+    # checkpoints from before the option had a LayerNorm in every projector
+    frame_norm = record.get("projector_frame_norm", {modality: True for modality in MODALITIES})
+    if not isinstance(frame_norm, dict) or not all(isinstance(v, bool) for v in frame_norm.values()):
+        raise CheckpointError(f"{directory}/pipeline.json: projector_frame_norm must map modality -> true/false, "
+                              f"got {frame_norm!r}")
+    model = assemble(components, prompts=prompts, projector_hidden=record.get("projector_hidden"),
+                     projector_frame_norm=frame_norm)
     for section, component in components.items():
         try:
             component.load_checkpoint_state_dict(load_tensors(directory / section / "weights.safetensors"))

@@ -26,6 +26,8 @@ class C3LLM(nn.Module):
     :param encoders: modality (``"audio"``/``"video"``) -> encoder; either may be absent
         (then that task is unavailable).
     :param projector_hidden: hidden width of the MLP projectors (default: backbone width).
+    :param projector_frame_norm: modality -> whether its projector LayerNorms each frame
+        (default: what the encoder asks for, :attr:`Encoder.frame_norm`).
     """
 
     def __init__(
@@ -37,6 +39,7 @@ class C3LLM(nn.Module):
         encoders: Mapping[str, Encoder] | None = None,
         prompts: PromptConfig = PromptConfig(),
         projector_hidden: int | None = None,
+        projector_frame_norm: Mapping[str, bool] | None = None,
     ):
         super().__init__()
         encoders = dict(encoders or {})
@@ -45,8 +48,11 @@ class C3LLM(nn.Module):
         self.backbone = backbone
         self.refiner = refiner
         self.encoders = nn.ModuleDict(encoders)
+        frame_norm = {modality: enc.frame_norm for modality, enc in encoders.items()}
+        frame_norm.update(projector_frame_norm or {})
         self.projectors = nn.ModuleDict({
-            modality: Projector(enc.output_dim, backbone.hidden_size, projector_hidden)
+            modality: Projector(enc.output_dim, backbone.hidden_size, projector_hidden,
+                                frame_norm=frame_norm[modality])
             for modality, enc in encoders.items()
         })
         self.prompts = prompts

@@ -9,16 +9,19 @@ from torch import nn
 class Projector(nn.Module):
     """``Linear -> GELU -> Linear`` from ``in_dim`` to ``out_dim`` (the paper's MLP).
 
-    A LayerNorm on the input keeps frozen encoders with large activations (CLAP) and
-    hand-crafted video features on a comparable scale.
+    With ``frame_norm`` a LayerNorm on each input frame keeps frozen encoders with large
+    activations (CLAP) and hand-crafted video features on a comparable scale. It also makes
+    every frame equally loud, so encoders whose frame level carries meaning (log-mel: a
+    silent frame against an event, quiet against loud) scale their features globally
+    instead and turn it off (:attr:`c3llm.core.roles.Encoder.frame_norm`).
     """
 
-    def __init__(self, in_dim: int, out_dim: int, hidden_dim: int | None = None):
+    def __init__(self, in_dim: int, out_dim: int, hidden_dim: int | None = None, *, frame_norm: bool = True):
         super().__init__()
         hidden_dim = hidden_dim or out_dim
-        self.in_dim, self.out_dim = in_dim, out_dim
-        self.net = nn.Sequential(
-            nn.LayerNorm(in_dim),
+        self.in_dim, self.out_dim, self.frame_norm = in_dim, out_dim, frame_norm
+        self.net = nn.Sequential(  # index 0 stays the norm slot, so state-dict keys do not shift
+            nn.LayerNorm(in_dim) if frame_norm else nn.Identity(),
             nn.Linear(in_dim, hidden_dim),
             nn.GELU(),
             nn.Linear(hidden_dim, out_dim),

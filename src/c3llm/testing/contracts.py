@@ -77,6 +77,7 @@ def check_encoder(encoder: Encoder, media: Sequence[Any] | None = None) -> None:
     assert isinstance(encoder, Encoder)
     assert encoder.modality in ("audio", "video"), f"modality must be audio or video, got {encoder.modality!r}"
     assert isinstance(encoder.output_dim, int) and encoder.output_dim > 0
+    assert isinstance(encoder.frame_norm, bool), "frame_norm must be a bool (see Encoder.frame_norm)"
     media = list(media) if media is not None else sample_media(encoder.modality)
     with torch.no_grad():
         feats = encoder(media)

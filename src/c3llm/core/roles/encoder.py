@@ -49,9 +49,15 @@ class Encoder(Component, nn.Module, abc.ABC):
     Class attribute ``modality`` is ``"audio"`` or ``"video"``. Instances set
     ``output_dim`` (D) and ``feature_rate`` (feature frames per second, or ``None`` when the
     encoder emits a fixed number of frames per clip).
+
+    ``frame_norm`` (default True) asks for a LayerNorm on each frame in the projector, right
+    for features on an arbitrary or uneven scale. An encoder whose features are already
+    globally scaled and whose per-frame level is information (silence vs an event) sets it
+    False: a per-frame norm would blow background noise up to the level of the events.
     """
 
     modality: ClassVar[str]
+    frame_norm: ClassVar[bool] = True
     output_dim: int
     feature_rate: float | None
 

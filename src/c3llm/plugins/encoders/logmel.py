@@ -6,6 +6,11 @@ the demo honest, cheap, deterministic features instead — log-mel energies (plu
 temporal difference, which marks onsets) averaged to a fixed feature rate — and the
 trainable projector learns the rest. With real CLAP weights, use ``clap``: the pipeline
 code is the same.
+
+The energies are standardised with fixed constants, not per frame, and the projector is
+told not to normalise each frame (``frame_norm = False``): a per-frame LayerNorm turned the
+background noise of silent frames (std 0.1) into unit-variance patterns as loud as the
+events (std 3) and erased absolute level, so captions could not tell quiet from loud.
 """
 
 from __future__ import annotations
@@ -31,6 +36,9 @@ class LogMelConfig:
     n_mels: int = field(48, validator=in_range(8), help="mel bands")
     feature_rate: float = field(12.5, validator=in_range(0.0, low_open=True), help="feature frames per second")
     deltas: bool = field(True, help="append the frame-to-frame difference (onset cue)")
+    level_offset: float = field(-8.0, help="features are (log mel - level_offset) / level_scale; "
+                                           "the defaults give the synthetic world mean 0, std 1")
+    level_scale: float = field(2.0, validator=in_range(0.0, low_open=True), help="see level_offset")
     max_seconds: float = field(30.0, validator=in_range(0.0, low_open=True), help="longer audio is cut")
 
 
@@ -38,6 +46,7 @@ class LogMelEncoder(Encoder):
     """``(N, n_mels * (1 + deltas))`` features at ``feature_rate`` frames per second."""
 
     modality = "audio"
+    frame_norm = False  # globally standardised; the level of a frame is information
 
     def __init__(self, config: LogMelConfig):
         super().__init__()
@@ -51,7 +60,7 @@ class LogMelEncoder(Encoder):
             raise InputError("logmel: audio has no samples")
         wav = audio.to(cfg.sample_rate, channels=1).waveform[:, : int(cfg.max_seconds * cfg.sample_rate)]  # (1, T)
         mel = mel_spectrogram(wav[None], cfg.sample_rate, cfg.n_fft, cfg.n_mels)[0, 0]  # (M, frames)
-        logmel = torch.log(mel.clamp_min(1e-5))  # (M, F)
+        logmel = (torch.log(mel.clamp_min(1e-5)) - cfg.level_offset) / cfg.level_scale  # (M, F)
         frames = max(1, round(audio.duration * cfg.feature_rate))
         pooled = F.adaptive_avg_pool1d(logmel[None], frames)[0].T  # (N, M)
         if cfg.deltas:
