@@ -100,9 +100,10 @@ def test_results_json_structure(evaluated):
     assert on_disk["splits"].keys() == {"test", "test_novel"}
     for split in on_disk["splits"].values():
         assert set(split["tasks"]) == {"t2a", "v2a", "a2t"}
-        assert list(split["tasks"]["t2a"]["systems"]) == ["c3llm", "c3llm_no_nar", "chance", "retrieval", "codec", "reference"]
-        assert list(split["tasks"]["v2a"]["systems"]) == ["c3llm", "c3llm_no_nar", "c3llm_pooled", "chance", "codec",
-                                                         "reference"]
+        assert list(split["tasks"]["t2a"]["systems"]) == ["c3llm", "c3llm_no_nar", "chance", "chance_codec", "retrieval",
+                                                         "retrieval_codec", "codec", "reference"]
+        assert list(split["tasks"]["v2a"]["systems"]) == ["c3llm", "c3llm_no_nar", "c3llm_pooled", "chance",
+                                                         "chance_codec", "codec", "reference"]
         assert split["tasks"]["v2a"]["systems"]["codec"]["kind"] == "ceiling"
         assert set(split["tasks"]["a2t"]["systems"]) == {"c3llm", "chance", "retrieval", "reference"}
     t2a = _metrics(on_disk, "test", "t2a", "c3llm")
@@ -159,6 +160,48 @@ def test_baselines_use_training_clips(evaluated):
     assert a2t["retrieval"]["metrics"]["caption_source_acc"] > a2t["chance"]["metrics"]["caption_source_acc"]
 
 
+def test_audio_baselines_are_also_scored_through_the_codec(evaluated):
+    _, results = evaluated
+    for task in ("t2a", "v2a"):
+        systems = results["splits"]["test"]["tasks"][task]["systems"]
+        raw, coded = systems["chance"], systems["chance_codec"]
+        assert coded["kind"] == "baseline" and coded["label"] == raw["label"] + ", through the codec"
+        assert set(coded["metrics"]) == set(raw["metrics"])
+        # an untrained codec garbles the clips: its copies score differently from the originals
+        assert coded["metrics"]["fd_synth"] != pytest.approx(raw["metrics"]["fd_synth"])
+
+
+def test_verdict_weighs_the_model_against_its_strongest_baseline(evaluated):
+    _, results = evaluated
+    verdict = results["splits"]["test"]["verdict"]
+    assert set(verdict) == {"t2a", "v2a", "a2t"}
+    t2a = {r["metric"]: r for r in verdict["t2a"]["metrics"]}
+    assert set(t2a) == {"kl_synth", "source_acc", "pitch_acc", "event_count_acc"}  # FD/ISc are not judged
+    # the fake model's T2A audio is the reference itself: KL 0 beats every baseline
+    assert t2a["kl_synth"]["ahead"] and t2a["kl_synth"]["model"] < t2a["kl_synth"]["baseline_value"]
+    systems = results["splits"]["test"]["tasks"]["t2a"]["systems"]
+    best = max(v["metrics"]["source_acc"] for v in systems.values() if v["kind"] == "baseline")
+    assert t2a["source_acc"]["baseline_value"] == best
+    assert verdict["t2a"]["ahead"] == sum(r["ahead"] for r in t2a.values()) and verdict["t2a"]["of"] == 4
+    assert {r["metric"] for r in verdict["a2t"]["metrics"]} >= {"cider_d", "caption_source_acc"}
+
+
+def test_verdict_direction_and_ties():
+    from c3llm.core.evaluation.runner import verdict
+
+    def system(kind, **metrics):
+        return {"kind": kind, "label": kind + str(sorted(metrics.items())), "metrics": metrics}
+
+    tasks = {"t2a": {"systems": {"c3llm": system("model", kl_synth=0.5, source_acc=0.8),
+                                 "chance": system("baseline", kl_synth=0.4, source_acc=0.2),
+                                 "retrieval": system("baseline", kl_synth=0.9, source_acc=0.8),
+                                 "reference": system("ceiling", source_acc=1.0)}}}
+    rows = {r["metric"]: r for r in verdict(tasks)["t2a"]["metrics"]}
+    assert rows["kl_synth"]["baseline_value"] == 0.4 and not rows["kl_synth"]["ahead"]  # lower is better
+    assert rows["source_acc"]["baseline_value"] == 0.8 and not rows["source_acc"]["ahead"]  # a tie is not ahead
+    assert verdict({"t2a": {"systems": {"c3llm": system("model", kl_synth=0.1)}}}) == {}  # nothing to beat
+
+
 def test_ablations_are_reported(evaluated):
     _, results = evaluated
     ablations = results["splits"]["test"]["ablations"]
@@ -180,6 +223,9 @@ def test_report_files(evaluated):
     assert "C3LLM w/o NAR" in md and "mean-pooled video" in md
     assert "fd_synth ↓" in md and "Ablation: With vs without the NAR refiner" in md
     assert "| V2A | onset_f1 ↑ |" in md and "Ablation: Per-frame vs mean-pooled" in page
+    assert "Verdict: C3LLM against the baselines" in md and "Verdict: C3LLM against the baselines" in page
+    assert re.search(r"Summary: T2A ahead on \d+ of 4; V2A ahead on \d+ of 7; A2T ahead on \d+ of 5", md)
+    assert "Chance (random training clip), through the codec" in md
     for name in ("loss_lm.png", "loss_nar.png"):
         assert (eval_dir / "figures" / name).stat().st_size > 1000
     assert len(results["report"]["spectrograms"]) == 4  # two clips in each of two splits

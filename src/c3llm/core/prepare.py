@@ -281,7 +281,7 @@ class _Work:
     def _codes(self, ids: list[str], audio: Mapping[str, Audio]) -> None:
         codec = self.model.decoder
         dtype = torch.int16 if codec.cardinality <= 2**15 else torch.int32
-        device = _device_of(codec)
+        device = codec.device
         ready: dict[str, torch.Tensor] = {}
         for id in ids:
             try:
@@ -510,11 +510,6 @@ def _unique(samples: Iterable[Sample]) -> tuple[list[Sample], list[str]]:
         seen.add(sample.id)
         unique.append(sample)
     return unique, duplicates
-
-
-def _device_of(module: Any) -> torch.device:
-    param = next(iter(module.parameters()), None) if isinstance(module, torch.nn.Module) else None
-    return param.device if param is not None else torch.device("cpu")
 
 
 class _eval_mode:

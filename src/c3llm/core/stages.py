@@ -73,6 +73,13 @@ class RunContext:
             decoder["pretrained"] = str(self.codec_dir)
         return specs
 
+    def codec(self):
+        """The run's codec on its own (the one every pipeline of this run decodes with)."""
+        codec = self.registry.build("decoder", self.component_specs()["decoder"], where="decoder",
+                                    base_dir=self.config.base_dir)
+        codec.load_pretrained()
+        return codec.to(self.config.run.device).eval()
+
     def initial_pipeline(self):
         """The untrained pipeline, saved once so that every later stage (and a resumed run)
         starts from the same random initialisation."""

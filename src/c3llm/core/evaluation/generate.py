@@ -37,6 +37,15 @@ def _save(audio: Audio, path: Path) -> None:
     os.replace(tmp, path)
 
 
+@torch.no_grad()
+def resynthesize(codec, audio: Audio) -> Audio:
+    """``audio`` through ``codec`` (encode -> decode), at the codec's rate, same length: what
+    the best generation can sound like with this codec, and the like-for-like version of a
+    baseline that returns real recordings."""
+    wav = audio.to(codec.sample_rate, codec.channels).waveform[None].to(codec.device)  # (1, C, T)
+    return Audio(codec.decode(codec.encode(wav))[0, :, : wav.shape[-1]].cpu(), codec.sample_rate)  # (C, T)
+
+
 def _done(out_dir: Path, sample_id: str, captions_done: set[str], tasks: Sequence[str]) -> bool:
     return all((out_dir / t / f"{sample_id}.wav").is_file() for t in tasks) and sample_id in captions_done
 
@@ -96,11 +105,8 @@ def generate_for_split(pipe, samples, out_dir: Path, *, seed: int = 0, batch_siz
                                                           durations=durations, refine=refine)):
                         _save(a, out_dir / name / f"{s.id}.wav")
         # the references through the codec: the best generated audio can sound with this codec
-        codec = model.decoder
         for s, r in zip(batch, refs):
-            wav = r.to(codec.sample_rate, codec.channels).waveform[None].to(model.device)  # (1, C, T)
-            resynth = codec.decode(codec.encode(wav))[0, :, : wav.shape[-1]].cpu()  # (C, T)
-            _save(Audio(resynth, codec.sample_rate), out_dir / "codec" / f"{s.id}.wav")
+            _save(resynthesize(model.decoder, r), out_dir / "codec" / f"{s.id}.wav")
         # audio -> text
         if has_audio_enc:
             feats = model.encode_media("audio", refs)

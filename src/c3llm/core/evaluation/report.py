@@ -4,6 +4,7 @@ figures and samples, all rendered from the ``results.json`` dictionary.
 - a table per evaluation split shaped like the paper's Table 1 (rows: task x system; columns:
   the metrics as computed, ``fd_synth`` never relabelled ``FAD``), and a second table with the
   synthetic world's ground-truth metrics; the best non-ceiling value per task in bold;
+- a verdict: the model against its strongest baseline on each conditioned metric;
 - the ablations as they come out: with vs without the NAR refiner, per-frame vs mean-pooled
   video features (synchronisation metrics);
 - training curves (LM and NAR ``metrics.jsonl``, the codec's ``report.json``);
@@ -114,6 +115,29 @@ def ablation_tables(split: dict[str, Any]) -> list[dict[str, Any]]:
             tables.append({"title": title, "headers": ["task", "metric", a_name, b_name, "delta", "better"],
                            "rows": rows})
     return tables
+
+
+VERDICT_NOTE = (
+    "The model against its strongest baseline on each metric that scores whether an output follows its own "
+    "condition (every baseline row counts, raw or through the codec). FD and ISc are left out: they score the "
+    "set of clips, which a random real recording samples perfectly; read them against the codec ceiling."
+)
+
+
+def verdict_table(split: dict[str, Any]) -> dict[str, Any] | None:
+    """The split's verdict as a table (task, metric, C3LLM, strongest baseline, its value, ahead)."""
+    rows = []
+    for task, judged in split.get("verdict", {}).items():
+        for r in judged["metrics"]:
+            if r["model"] is None or r["baseline_value"] is None:
+                continue
+            rows.append([task.upper(), f"{r['metric']} {arrow(r['metric'])}", _number(r["model"]), r["baseline"],
+                         _number(r["baseline_value"]), "yes" if r["ahead"] else "no"])
+    if not rows:
+        return None
+    summary = "; ".join(f"{task.upper()} ahead on {v['ahead']} of {v['of']}" for task, v in split["verdict"].items())
+    return {"headers": ["task", "metric", "C3LLM", "strongest baseline", "its value", "C3LLM ahead"],
+            "rows": rows, "summary": summary}
 
 
 # ---------------------------------------------------------------------------------------
@@ -308,6 +332,10 @@ def render_markdown(results: dict[str, Any], figures: list[dict[str, str]],
                 _metric_table_md(split, main), ""]
         if extra:
             out += ["### Ground-truth metrics (synthetic world) and more", "", _metric_table_md(split, extra), ""]
+        verdict = verdict_table(split)
+        if verdict:
+            out += ["### Verdict: C3LLM against the baselines", "", VERDICT_NOTE, "",
+                    _md_table(verdict["headers"], verdict["rows"]), "", f"Summary: {verdict['summary']}.", ""]
         for ablation in ablation_tables(split):
             out += [f"### Ablation: {ablation['title']}", "", _md_table(ablation["headers"], ablation["rows"]), ""]
     out += ["## Training curves", ""]
@@ -369,6 +397,13 @@ def render_html(results: dict[str, Any], figures: list[dict[str, str]],
                   "<h3>Main table (cf. the paper's Table 1)</h3>", _metric_table_html(split, main)]
         if extra:
             parts += ["<h3>Ground-truth metrics (synthetic world) and more</h3>", _metric_table_html(split, extra)]
+        verdict = verdict_table(split)
+        if verdict:
+            head = "".join(f"<th>{_e(h)}</th>" for h in verdict["headers"])
+            rows = "".join("<tr>" + "".join(f"<td class=l>{_e(c)}</td>" if i in (0, 1, 3, 5) else f"<td>{_e(c)}</td>"
+                                            for i, c in enumerate(r)) + "</tr>" for r in verdict["rows"])
+            parts += ["<h3>Verdict: C3LLM against the baselines</h3>", f"<p>{_e(VERDICT_NOTE)}</p>",
+                      f"<table><tr>{head}</tr>{rows}</table>", f"<p>Summary: {_e(verdict['summary'])}.</p>"]
         for ablation in ablation_tables(split):
             head = "".join(f"<th>{_e(h)}</th>" for h in ablation["headers"])
             rows = "".join("<tr>" + "".join(f"<td class=l>{_e(c)}</td>" if i in (0, 1, 5) else f"<td>{_e(c)}</td>"

@@ -8,7 +8,9 @@
    ``[evaluate]`` names their checkpoints (the paper's names ``fd``, ``kl``, ``mkl``, ``isc``;
    ``fad``). A network that is not there is reported as unavailable, never replaced;
 3. scores, per split: T2A (C3LLM, w/o NAR), V2A (C3LLM, w/o NAR, mean-pooled video), A2T,
-   the chance and retrieval baselines (training data only) and the reference as a ceiling;
+   the chance and retrieval baselines (training data only; audio baselines also through the
+   run's codec, like for like) and the reference as a ceiling, and a verdict: the model
+   against its strongest baseline on each metric that scores following the condition;
 4. writes ``eval/results.json`` (every number, what was unavailable and why) and the report
    (``report.md``, ``report.html``, figures, playable samples; see :mod:`.report`).
 """
@@ -30,6 +32,7 @@ from c3llm.core.config import field, in_range
 from c3llm.core.errors import ConfigError, InputError, UnavailableError, did_you_mean
 from c3llm.core.evaluation import baselines
 from c3llm.core.evaluation.reference_classifier import ReferenceTrainingConfig
+from c3llm.core.evaluation.report import lower_is_better
 from c3llm.core.media import Audio, load_audio
 
 log = logging.getLogger(__name__)
@@ -49,6 +52,16 @@ GENERATED_SYSTEMS: dict[str, dict[str, tuple[str, str, str]]] = {
 CAPTIONS_FILE = "captions.jsonl"
 #: metrics the per-frame vs mean-pooled video ablation is about (synchronisation).
 SYNC_METRICS = ("onset_acc", "onset_ap", "onset_f1", "event_count_acc")
+#: Metrics that score whether each output follows its own condition (paired with its clip),
+#: per task: the verdict compares the model with the baselines on these. FD and ISc score
+#: the set of clips only, which a random real recording samples perfectly; they are judged
+#: against the codec ceiling instead.
+CONDITIONED_METRICS = {
+    "t2a": ("kl", "kl_synth", "source_acc", "pitch_acc", "event_count_acc"),
+    "v2a": ("mkl", "mkl_synth", "onset_acc", "onset_ap", "source_acc", "onset_f1", "pitch_acc", "event_count_acc"),
+    "a2t": ("cider_d", "spice", "spider", "caption_source_acc", "caption_pitch_acc", "caption_count_acc",
+            "caption_attribute_acc"),
+}
 #: metadata keys that make a sample a synthetic-world clip with analytic ground truth.
 SYNTHETIC_KEYS = ("source", "onsets", "num_events", "pitch_hz")
 
@@ -402,9 +415,26 @@ class TrainingPool:
 
 def evaluate_split(label: str, samples: list, references: list[Audio], gen_dir: Path, scorer: Scorer,
                    pool: TrainingPool, *, seed: int, retrieval_network: AudioNetwork | None,
-                   global_unavailable: dict[str, str]) -> dict[str, Any]:
-    """Scores of every task and system on one evaluation split."""
+                   global_unavailable: dict[str, str], codec: Any = None) -> dict[str, Any]:
+    """Scores of every task and system on one evaluation split.
+
+    :param codec: the run's codec; when given, each audio baseline is also scored through it
+        (encode -> decode), like for like with the model, whose audio always is.
+    """
+    from c3llm.core.evaluation.generate import resynthesize
+
     ids = [s.id for s in samples]
+    resynthesized: dict[Any, list[Audio]] = {}
+
+    def audio_baseline(out: dict[str, Any], task: str, key: str, name: str, audios: list[Audio], set_key: Any,
+                       **kw: Any) -> None:
+        out[key] = _system(name, "baseline", "training split", len(ids), scorer.audio(task, set_key, audios, **kw))
+        if codec is not None:
+            if set_key not in resynthesized:
+                resynthesized[set_key] = [resynthesize(codec, a) for a in audios]
+            out[f"{key}_codec"] = _system(f"{name}, through the codec", "baseline", "training split through the codec",
+                                          len(ids), scorer.audio(task, (*set_key, "codec"), resynthesized[set_key], **kw))
+
     rows = synthetic_rows(samples)
     ref_key = (label, "reference")
     tasks: dict[str, Any] = {}
@@ -423,16 +453,14 @@ def evaluate_split(label: str, samples: list, references: list[Audio], gen_dir: 
             # one draw per split, shared by T2A and V2A (the condition plays no part in it)
             picks = baselines.chance_indices(len(ids), len(pool.samples), baselines.seeded_rng(seed, label, "chance-audio"))
             audios = [baselines.fit_duration(pool.audio(i), r.duration) for i, r in zip(picks, references)]
-            out["chance"] = _system("Chance (random training clip)", "baseline", "training split", len(ids),
-                                    scorer.audio(task, (label, "chance"), audios, **baseline_kw))
+            audio_baseline(out, task, "chance", "Chance (random training clip)", audios, (label, "chance"), **baseline_kw)
             if task == "t2a":
                 prompts = [s.captions[0] if s.captions else "" for s in samples]
                 picks = baselines.retrieve_by_caption(prompts, pool.captions,
                                                       baselines.seeded_rng(seed, label, task, "retrieval"))
                 audios = [baselines.fit_duration(pool.audio(i), r.duration) for i, r in zip(picks, references)]
-                out["retrieval"] = _system("Retrieval (training clip sharing most caption words)", "baseline",
-                                           "training split", len(ids),
-                                           scorer.audio(task, (label, task, "retrieval"), audios, **baseline_kw))
+                audio_baseline(out, task, "retrieval", "Retrieval (training clip sharing most caption words)", audios,
+                               (label, task, "retrieval"), **baseline_kw)
         if "codec" in out:  # listed beside the other ceiling
             out["codec"] = out.pop("codec")
         out["reference"] = _system("Reference audio (ceiling)", "ceiling", "evaluation split", len(ids),
@@ -474,7 +502,34 @@ def evaluate_split(label: str, samples: list, references: list[Audio], gen_dir: 
     if "a2t" in tasks and rows is None:
         tasks["a2t"]["unavailable"]["synth_captions"] = "the clips carry no synthetic-world metadata"
     return {"num_clips": len(ids), "generated": f"generated/{label}",
-            "isc_splits": isc_splits(scorer.settings.isc_splits, len(ids)), "tasks": tasks, "ablations": ablations(tasks)}
+            "isc_splits": isc_splits(scorer.settings.isc_splits, len(ids)), "tasks": tasks, "ablations": ablations(tasks),
+            "verdict": verdict(tasks)}
+
+
+def verdict(tasks: dict[str, Any]) -> dict[str, Any]:
+    """Per task, the model against its strongest baseline on each conditioned metric.
+
+    :return: task -> {"metrics": [{metric, model, baseline, baseline_value, ahead}], "ahead": n, "of": m}.
+    """
+    out: dict[str, Any] = {}
+    for task_key, task in tasks.items():
+        systems = task["systems"]
+        model = systems.get("c3llm")
+        rivals = {k: v for k, v in systems.items() if v["kind"] == "baseline"}
+        if model is None or not rivals:
+            continue
+        rows = []
+        for metric in CONDITIONED_METRICS.get(task_key, ()):
+            scored = [(v["metrics"][metric], v["label"]) for v in rivals.values() if metric in v["metrics"]]
+            if metric not in model["metrics"] or not scored:
+                continue
+            low = lower_is_better(metric)
+            best_value, best_label = (min if low else max)(scored, key=lambda pair: pair[0])
+            value = model["metrics"][metric]
+            rows.append({"metric": metric, "model": value, "baseline": best_label, "baseline_value": best_value,
+                         "ahead": bool(value < best_value if low else value > best_value)})
+        out[task_key] = {"metrics": rows, "ahead": sum(r["ahead"] for r in rows), "of": len(rows)}
+    return out
 
 
 def _compare(a: dict[str, float], b: dict[str, float], names: Sequence[str] | None, keys: tuple[str, str]) -> dict:
@@ -554,10 +609,12 @@ def evaluate_run(ctx) -> dict[str, Any]:
         "splits": {},
         "unavailable": {},
     }
+    codec = ctx.codec() if train else None
     for label, samples in splits.items():
         results["splits"][label] = evaluate_split(
             label, samples, references[label], ctx.directory / "generated" / label, scorer, pool,
-            seed=ctx.config.run.seed, retrieval_network=retrieval_network, global_unavailable=unavailable)
+            seed=ctx.config.run.seed, retrieval_network=retrieval_network, global_unavailable=unavailable,
+            codec=codec)
     merged = dict(unavailable)
     for split in results["splits"].values():
         for task in split["tasks"].values():

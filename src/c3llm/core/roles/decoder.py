@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import itertools
 import math
 
 import torch
@@ -28,6 +29,12 @@ class Decoder(Component, nn.Module, abc.ABC):
     frame_rate: float
     num_codebooks: int
     cardinality: int
+
+    @property
+    def device(self) -> torch.device:
+        """Where the codec's tensors live (parameters, else buffers: closed-form codecs have none)."""
+        first = next(itertools.chain(self.parameters(), self.buffers()), None)
+        return first.device if first is not None else torch.device("cpu")
 
     @abc.abstractmethod
     def encode(self, wav: torch.Tensor) -> torch.Tensor:

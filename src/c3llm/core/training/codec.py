@@ -26,7 +26,6 @@ The codec must provide ``save_pretrained(directory)`` besides the
 
 from __future__ import annotations
 
-import itertools
 import json
 import logging
 import math
@@ -268,7 +267,7 @@ def evaluate_codec(codec: Any, clips: Sequence[torch.Tensor]) -> dict[str, float
         return {}
     mel, snr = [], []
     for clip in clips:
-        wav = clip[None].to(_device_of(codec))  # (1, C, T)
+        wav = clip[None].to(codec.device)  # (1, C, T)
         recon = codec.decode(codec.encode(wav))[..., : wav.shape[-1]]
         mel.append(mel_distance(recon, wav, codec.sample_rate))
         snr.append(float(si_snr(recon, wav).mean()))
@@ -404,12 +403,6 @@ def _save_trained(codec: Any, config: CodecTrainConfig, out_dir: Path, report: d
     report = {**report, "checkpoint": str(out_dir)}
     (out_dir / "report.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
     return report
-
-
-def _device_of(codec: Any) -> torch.device:
-    """Where the codec's tensors live (parameters, else buffers: closed-form codecs have no parameters)."""
-    first = next(itertools.chain(codec.parameters(), codec.buffers()), None)
-    return first.device if first is not None else torch.device("cpu")
 
 
 def _progress_bar(total: int) -> Any:
