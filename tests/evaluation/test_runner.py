@@ -183,6 +183,7 @@ def test_verdict_weighs_the_model_against_its_strongest_baseline(evaluated):
     best = max(v["metrics"]["source_acc"] for v in systems.values() if v["kind"] == "baseline")
     assert t2a["source_acc"]["baseline_value"] == best
     assert verdict["t2a"]["ahead"] == sum(r["ahead"] for r in t2a.values()) and verdict["t2a"]["of"] == 4
+    assert [r["metric"] for r in t2a.values() if r["paper"]] == ["kl_synth"] and verdict["t2a"]["paper_of"] == 1
     assert {r["metric"] for r in verdict["a2t"]["metrics"]} >= {"cider_d", "caption_source_acc"}
 
 
@@ -224,7 +225,9 @@ def test_report_files(evaluated):
     assert "fd_synth ↓" in md and "Ablation: With vs without the NAR refiner" in md
     assert "| V2A | onset_f1 ↑ |" in md and "Ablation: Per-frame vs mean-pooled" in page
     assert "Verdict: C3LLM against the baselines" in md and "Verdict: C3LLM against the baselines" in page
-    assert re.search(r"Summary: T2A ahead on \d+ of 4; V2A ahead on \d+ of 7; A2T ahead on \d+ of 5", md)
+    assert re.search(r"Summary: T2A ahead on \d of 1 of the paper's metrics, \d of 4 in all; "
+                     r"V2A ahead on \d of 3 of the paper's metrics, \d of 7 in all; "
+                     r"A2T ahead on \d of 1 of the paper's metrics, \d of 5 in all", md)
     assert "Chance (random training clip), through the codec" in md
     for name in ("loss_lm.png", "loss_nar.png"):
         assert (eval_dir / "figures" / name).stat().st_size > 1000
