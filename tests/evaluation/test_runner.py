@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import shutil
 
 import attrs
 import numpy as np
@@ -169,6 +170,25 @@ def test_audio_baselines_are_also_scored_through_the_codec(evaluated):
         assert set(coded["metrics"]) == set(raw["metrics"])
         # an untrained codec garbles the clips: its copies score differently from the originals
         assert coded["metrics"]["fd_synth"] != pytest.approx(raw["metrics"]["fd_synth"])
+
+
+def test_a_codec_that_cannot_load_leaves_the_raw_baselines(evaluated, tmp_path, monkeypatch):
+    from c3llm.core.errors import UnavailableError
+
+    shared, _ = evaluated
+    ctx = RunContext(_config(tmp_path, shared.directory.parents[1] / "world"), get_registry(), progress=False)
+    for part in ("generated", "train", "eval/reference_classifier"):  # a copy: the shared run stays as it is
+        shutil.copytree(shared.directory / part, ctx.directory / part)
+
+    def offline():
+        raise UnavailableError("codec weights are on the hub and this machine is offline")
+
+    monkeypatch.setattr(ctx, "codec", offline)
+    results = evaluate_run(ctx)
+    assert "offline" in results["unavailable"]["baselines through the codec"]
+    systems = results["splits"]["test"]["tasks"]["t2a"]["systems"]
+    assert "chance" in systems and "retrieval" in systems
+    assert "chance_codec" not in systems and "retrieval_codec" not in systems
 
 
 def test_verdict_weighs_the_model_against_its_strongest_baseline(evaluated):

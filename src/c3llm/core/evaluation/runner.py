@@ -29,7 +29,7 @@ import numpy as np
 
 from c3llm.core.checkpoint import write_json
 from c3llm.core.config import field, in_range
-from c3llm.core.errors import ConfigError, InputError, UnavailableError, did_you_mean
+from c3llm.core.errors import CheckpointError, ConfigError, InputError, UnavailableError, did_you_mean
 from c3llm.core.evaluation import baselines
 from c3llm.core.evaluation.reference_classifier import ReferenceTrainingConfig
 from c3llm.core.evaluation.report import lower_is_better
@@ -614,7 +614,13 @@ def evaluate_run(ctx) -> dict[str, Any]:
         "splits": {},
         "unavailable": {},
     }
-    codec = ctx.codec() if train else None
+    codec = None
+    if train:
+        try:
+            codec = ctx.codec()
+        except (UnavailableError, CheckpointError) as exc:
+            unavailable["baselines through the codec"] = f"the run's codec could not be loaded: {exc}"
+            log.warning("evaluate: baselines are scored without the codec: %s", exc)
     for label, samples in splits.items():
         results["splits"][label] = evaluate_split(
             label, samples, references[label], ctx.directory / "generated" / label, scorer, pool,
