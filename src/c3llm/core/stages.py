@@ -74,11 +74,12 @@ class RunContext:
         return specs
 
     def codec(self):
-        """The run's codec on its own (the one every pipeline of this run decodes with)."""
+        """The run's codec on its own, weights loaded (once trained, the one every pipeline of
+        this run decodes with)."""
         codec = self.registry.build("decoder", self.component_specs()["decoder"], where="decoder",
                                     base_dir=self.config.base_dir)
         codec.load_pretrained()
-        return codec.to(self.config.run.device).eval()
+        return codec
 
     def initial_pipeline(self):
         """The untrained pipeline, saved once so that every later stage (and a resumed run)
@@ -124,8 +125,7 @@ def stage_train_codec(ctx: RunContext) -> None:
     if (ctx.codec_dir / "report.json").is_file():
         log.info("train-codec: skipped, %s already holds a trained codec", ctx.codec_dir)
         return
-    codec = ctx.registry.build("decoder", decoder_spec, where="decoder", base_dir=ctx.config.base_dir)
-    codec.load_pretrained()
+    codec = ctx.codec()  # not trained yet, so built from the config's spec as it stands
     paths = [s.audio_path for s in ctx.train_samples() if s.audio_path is not None]
     eval_paths = [s.audio_path for samples in ctx.eval_samples().values() for s in samples if s.audio_path][:16]
     report = train_codec(codec, paths, ctx.config.codec_train, ctx.codec_dir,

@@ -387,6 +387,14 @@ def _metric_table_html(split: dict[str, Any], columns: Sequence[str]) -> str:
     return f"<table><tr><th>task</th><th>system</th>{head}</tr>{''.join(body)}</table>"
 
 
+def _plain_table_html(headers: Sequence[str], rows: Sequence[Sequence[str]], *, left: Sequence[int]) -> str:
+    """A table of text cells; the columns in ``left`` are left-aligned (labels), the rest numbers."""
+    head = "".join(f"<th>{_e(h)}</th>" for h in headers)
+    body = "".join("<tr>" + "".join(f"<td class=l>{_e(c)}</td>" if i in left else f"<td>{_e(c)}</td>"
+                                    for i, c in enumerate(r)) + "</tr>" for r in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
 def render_html(results: dict[str, Any], figures: list[dict[str, str]],
                 examples: dict[str, list[dict[str, Any]]]) -> str:
     notes = html.escape(NOTES).replace("`", "")
@@ -401,16 +409,12 @@ def render_html(results: dict[str, Any], figures: list[dict[str, str]],
             parts += ["<h3>Ground-truth metrics (synthetic world) and more</h3>", _metric_table_html(split, extra)]
         verdict = verdict_table(split)
         if verdict:
-            head = "".join(f"<th>{_e(h)}</th>" for h in verdict["headers"])
-            rows = "".join("<tr>" + "".join(f"<td class=l>{_e(c)}</td>" if i in (0, 1, 3, 5) else f"<td>{_e(c)}</td>"
-                                            for i, c in enumerate(r)) + "</tr>" for r in verdict["rows"])
             parts += ["<h3>Verdict: C3LLM against the baselines</h3>", f"<p>{_e(VERDICT_NOTE)}</p>",
-                      f"<table><tr>{head}</tr>{rows}</table>", f"<p>Summary: {_e(verdict['summary'])}.</p>"]
+                      _plain_table_html(verdict["headers"], verdict["rows"], left=(0, 1, 3, 5)),
+                      f"<p>Summary: {_e(verdict['summary'])}.</p>"]
         for ablation in ablation_tables(split):
-            head = "".join(f"<th>{_e(h)}</th>" for h in ablation["headers"])
-            rows = "".join("<tr>" + "".join(f"<td class=l>{_e(c)}</td>" if i in (0, 1, 5) else f"<td>{_e(c)}</td>"
-                                            for i, c in enumerate(r)) + "</tr>" for r in ablation["rows"])
-            parts += [f"<h3>Ablation: {_e(ablation['title'])}</h3>", f"<table><tr>{head}</tr>{rows}</table>"]
+            parts += [f"<h3>Ablation: {_e(ablation['title'])}</h3>",
+                      _plain_table_html(ablation["headers"], ablation["rows"], left=(0, 1, 5))]
     parts.append("<h2>Training curves</h2>")
     parts += [f"<figure><img src=\"{_e(f['path'])}\" alt=\"{_e(f['title'])}\"></figure>" for f in figures] or [
         "<p>No training curves found in this run folder.</p>"]

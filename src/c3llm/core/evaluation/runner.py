@@ -31,6 +31,7 @@ from c3llm.core.checkpoint import write_json
 from c3llm.core.config import field, in_range
 from c3llm.core.errors import CheckpointError, ConfigError, InputError, UnavailableError, did_you_mean
 from c3llm.core.evaluation import baselines
+from c3llm.core.evaluation.generate import resynthesize
 from c3llm.core.evaluation.reference_classifier import ReferenceTrainingConfig
 from c3llm.core.evaluation.report import lower_is_better
 from c3llm.core.media import Audio, load_audio
@@ -423,8 +424,6 @@ def evaluate_split(label: str, samples: list, references: list[Audio], gen_dir: 
     :param codec: the run's codec; when given, each audio baseline is also scored through it
         (encode -> decode), like for like with the model, whose audio always is.
     """
-    from c3llm.core.evaluation.generate import resynthesize
-
     ids = [s.id for s in samples]
     resynthesized: dict[Any, list[Audio]] = {}
 
@@ -617,7 +616,7 @@ def evaluate_run(ctx) -> dict[str, Any]:
     codec = None
     if train:
         try:
-            codec = ctx.codec()
+            codec = ctx.codec().to(ctx.config.run.device).eval()
         except (UnavailableError, CheckpointError) as exc:
             unavailable["baselines through the codec"] = f"the run's codec could not be loaded: {exc}"
             log.warning("evaluate: baselines are scored without the codec: %s", exc)
