@@ -5,7 +5,7 @@
 A synthetic world is written once; its test split's "generated" outputs are the reference
 (T2A/V2A C3LLM), noise (w/o NAR) and the reference shifted in time (pooled video), captions
 are a reference caption. Each run deletes ``eval/`` so the reference classifier is trained
-again, then calls :func:`c3llm.core.evaluation.runner.evaluate_run`. A profile of the last run
+again, then calls :func:`c3llm.app.evaluation.runner.evaluate_run`. A profile of the last run
 gives the share of the main parts (classifier training, synthetic-world audio metrics, report).
 """
 
@@ -24,11 +24,11 @@ from pathlib import Path
 
 import torch
 
-from c3llm.core.evaluation.runner import evaluate_run
+from c3llm.app.evaluation.runner import evaluate_run
 from c3llm.core.media import Audio, load_audio
 from c3llm.core.registry import get_registry
-from c3llm.core.run_config import parse_run_config
-from c3llm.core.stages import RunContext
+from c3llm.app.run_config import parse_run_config
+from c3llm.app.stages import RunContext
 from c3llm.plugins.datasets.synthetic import WorldConfig, generate_world
 
 log = logging.getLogger("benchmarks.evaluation_runner")

@@ -26,10 +26,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from c3llm.core.cache import FeatureCache, weights_fingerprint
+from c3llm.app.features.cache import FeatureCache, weights_fingerprint
 from c3llm.core.media import Audio, Video
-from c3llm.core.model import C3LLM
-from c3llm.core.prepare import prepare_features
+from c3llm.method.model import C3LLM
+from c3llm.app.features.prepare import prepare_features
 from c3llm.core.registry import get_registry
 from c3llm.core.roles import Sample
 

@@ -24,7 +24,7 @@ import torch
 from codec_reconstruction import codebook_usage, median_seconds  # the sibling benchmark (same folder)
 
 from c3llm.core.media import load_audio
-from c3llm.core.training.codec import evaluate_codec, synthetic_clips
+from c3llm.app.training.codec import evaluate_codec, synthetic_clips
 from c3llm.plugins.decoders.melvq import MelVQCodec, MelVQCodecConfig
 
 

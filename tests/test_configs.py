@@ -12,7 +12,7 @@ from c3llm import sdk
 from c3llm.core.config import load_file
 from c3llm.core.errors import C3LLMError
 from c3llm.core.registry import get_registry
-from c3llm.core.run_config import parse_run_config
+from c3llm.app.run_config import parse_run_config
 
 CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.toml"))
 

@@ -124,7 +124,7 @@ def _clips(n: int, seed: int) -> list[Audio]:
 
 @pytest.mark.parametrize("name", AUDIO_METRICS)
 def test_audio_metric_contract(name):
-    from c3llm.core.evaluation.reference_classifier import (
+    from c3llm.scoring.reference_classifier import (
         ReferenceClassifier,
         ReferenceClassifierConfig,
         ReferenceClassifierNet,

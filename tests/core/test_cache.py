@@ -11,8 +11,8 @@ import pytest
 import torch
 from torch import nn
 
-from c3llm.core import cache as cache_module
-from c3llm.core.cache import FeatureCache, extractor_key, weights_fingerprint
+from c3llm.app.features import cache as cache_module
+from c3llm.app.features.cache import FeatureCache, extractor_key, weights_fingerprint
 from c3llm.core.config import field, in_range
 from c3llm.core.errors import CheckpointError, InputError
 

@@ -9,7 +9,7 @@ import torch
 
 from c3llm import sdk
 from c3llm.core.errors import InputError
-from c3llm.core.generation import (
+from c3llm.method.generation import (
     SamplingConfig,
     TextDecodingConfig,
     filter_logits,

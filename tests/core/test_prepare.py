@@ -19,11 +19,11 @@ import soundfile as sf
 import torch
 from torch import nn
 
-from c3llm.core.cache import FeatureCache
+from c3llm.app.features.cache import FeatureCache
 from c3llm.core.config import field, in_range
 from c3llm.core.errors import CheckpointError, InputError
 from c3llm.core.media import Audio, Video, load_audio
-from c3llm.core.prepare import load_audio_track, load_prepared, prepare_features
+from c3llm.app.features.prepare import load_audio_track, load_prepared, prepare_features
 from c3llm.core.roles import Decoder, Encoder, Features, Sample
 
 # ---------------------------------------------------------------------------------------

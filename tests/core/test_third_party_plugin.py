@@ -37,7 +37,7 @@ def installed(tmp_path_factory) -> dict[str, str]:
 
 
 def run_cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "c3llm.sdk.cli", *args], env=env, capture_output=True, text=True)
+    return subprocess.run([sys.executable, "-m", "c3llm.app.cli", *args], env=env, capture_output=True, text=True)
 
 
 def test_plugins_command_lists_third_party_backbone(installed):

@@ -13,10 +13,10 @@ import pytest
 import torch
 
 from c3llm import sdk
-from c3llm.core.generation import SamplingConfig, generate_acoustic
-from c3llm.core.training.loop import OptimConfig, Trainer
+from c3llm.method.generation import SamplingConfig, generate_acoustic
+from c3llm.app.training.loop import OptimConfig, Trainer
 from c3llm.core.errors import InputError
-from c3llm.core.training.tasks import LMObjective, NARObjective, NARSampler, TaskSampler, TaskWeights, freeze_for_stage
+from c3llm.app.training.tasks import LMObjective, NARObjective, NARSampler, TaskSampler, TaskWeights, freeze_for_stage
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 CAPTIONS = ["a high beep", "a low hum", "a chirp rising", "two knocks"]

@@ -10,7 +10,7 @@ import torch
 
 from c3llm.core.errors import InputError, PluginError
 from c3llm.core.spectral import mel_filterbank, mel_spectrogram
-from c3llm.core.training.codec import (
+from c3llm.app.training.codec import (
     CodecTrainConfig,
     multiscale_mel_loss,
     si_snr,
@@ -172,7 +172,7 @@ def test_refit_spreads_codebook_one_over_the_signal():
 
 
 def test_spectral_convergence_is_relative_to_the_target():
-    from c3llm.core.training.codec import spectral_convergence
+    from c3llm.app.training.codec import spectral_convergence
 
     torch.manual_seed(0)
     ref = torch.randn(2, 1, 4000)

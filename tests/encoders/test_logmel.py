@@ -11,7 +11,7 @@ import torch
 from c3llm import sdk
 from c3llm.core.errors import CheckpointError
 from c3llm.core.media import Audio
-from c3llm.core.projector import Projector
+from c3llm.method.projector import Projector
 from c3llm.plugins.encoders.logmel import LogMelConfig, LogMelEncoder
 
 SR = 16000

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from c3llm.core.errors import InputError
-from c3llm.core.evaluation import baselines
+from c3llm.app.evaluation import baselines
 from c3llm.core.media import Audio
 
 TRAIN_CAPTIONS = [

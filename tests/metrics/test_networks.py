@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from c3llm.core.errors import CheckpointError, UnavailableError
-from c3llm.core.evaluation.embedders import (
+from c3llm.scoring.embedders import (
     Cnn14, Cnn14Config, EncoderEmbedder, PannsCnn14, VGGish, VGGishNet, vggish_mel_matrix,
 )
-from c3llm.core.evaluation.reference_classifier import (
+from c3llm.scoring.reference_classifier import (
     ReferenceClassifier, ReferenceClassifierConfig, ReferenceTrainingConfig, train_reference_classifier,
 )
 from c3llm.core.roles.encoder import Features
@@ -80,7 +80,7 @@ def test_panns_checkpoint_round_trip(tmp_path):
     panns = PannsCnn14.from_checkpoint(path, TINY_CNN14)
     clips = [audio(np.random.default_rng(i).normal(0, 0.1, 16000), 16000) for i in range(3)]
     model.eval()
-    from c3llm.core.evaluation.embedders import mono_batch
+    from c3llm.scoring.embedders import mono_batch
 
     with torch.no_grad():
         emb, logits = model(mono_batch(clips, 16000))

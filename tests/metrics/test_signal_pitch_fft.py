@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from c3llm.core.evaluation.signal import estimate_pitch
+from c3llm.scoring.signal import estimate_pitch
 
 
 def test_fft_difference_function_matches_direct_sum():

@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from c3llm.core.hookspecs import ROLE_HOOKS
-from c3llm.sdk.cli import main
+from c3llm.app.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = str(ROOT / "configs" / "tiny.toml")

@@ -9,20 +9,20 @@ from typing import Any
 
 import torch
 
-from c3llm.core.builder import assemble, build_components, load_model, save_model
+from c3llm.method.assembly import assemble, build_components, load_model, save_model
 from c3llm.core.config import apply_overrides, from_mapping, load_file
 from c3llm.core.errors import CheckpointError, InputError
-from c3llm.core.generation import (
+from c3llm.method.generation import (
     SamplingConfig,
     codes_to_audio,
     generate_acoustic,
     generate_text,
 )
 from c3llm.core.media import Audio, Video, load_audio, load_video
-from c3llm.core.model import C3LLM
+from c3llm.method.model import C3LLM
 from c3llm.core.registry import get_registry
-from c3llm.core.run_config import GenerateSection, parse_run_config
-from c3llm.core.sequence import PromptConfig
+from c3llm.method.pipeline_config import GenerateSection, parse_pipeline_spec
+from c3llm.method.sequence import PromptConfig
 
 log = logging.getLogger(__name__)
 
@@ -84,11 +84,10 @@ class Pipeline:
             data = dict(source)
         data = apply_overrides(data, overrides)
         registry = get_registry(disabled_plugins)
-        config = parse_run_config(data, base_dir=base_dir, registry=registry)
-        components = build_components(registry, config.components,
-                                      base_dirs={k: base_dir for k in config.components})
-        model = assemble(components, prompts=config.prompts, projector_hidden=config.run.projector_hidden)
-        return cls(model.to(config.run.device), generate=config.generate)
+        spec = parse_pipeline_spec(data, base_dir=base_dir, registry=registry)
+        components = build_components(registry, spec.components, base_dirs={k: base_dir for k in spec.components})
+        model = assemble(components, prompts=spec.prompts, projector_hidden=spec.projector_hidden)
+        return cls(model.to(spec.device), generate=spec.generate)
 
     def save_pretrained(self, directory: str | Path) -> Path:
         """Write weights (safetensors), configs and plugin versions to ``directory``."""

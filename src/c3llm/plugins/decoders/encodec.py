@@ -6,7 +6,7 @@ Two uses:
   of 1024; the paper uses the first 2 = 1.5 kbps), read from an HF-format directory, the
   official ``encodec`` ``.th`` file, or a hub id when online;
 - **trainable**: small SEANet + RVQ configs (``preset = "tiny"``) trained here with
-  :func:`c3llm.core.training.codec.train_codec`, saved as an HF-format directory that
+  :func:`c3llm.app.training.codec.train_codec`, saved as an HF-format directory that
   ``pretrained`` points at.
 
 The ``encodec`` PyPI package is not used: it imports torchaudio, which has no build for the

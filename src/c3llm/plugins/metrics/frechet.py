@@ -21,8 +21,8 @@ import numpy as np
 
 from c3llm.core.config import field, in_range
 from c3llm.core.errors import InputError
-from c3llm.core.evaluation.embedders import VGGish
-from c3llm.core.evaluation.network_metric import NetworkMetric
+from c3llm.scoring.embedders import VGGish
+from c3llm.scoring.network_metric import NetworkMetric
 from c3llm.core.hookspecs import hookimpl
 from c3llm.core.media import Audio
 

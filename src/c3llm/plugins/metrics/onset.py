@@ -1,7 +1,7 @@
 """Onset synchronisation metrics of CondFoleyGen (Du et al. 2023, ``predict_onset.py``).
 
 Onsets of generated and ground-truth audio are detected at 22.05 kHz with librosa's algorithm
-(:func:`c3llm.core.evaluation.signal.detect_onsets`, ``delta=0.3``). Per clip:
+(:func:`c3llm.scoring.signal.detect_onsets`, ``delta=0.3``). Per clip:
 
 - ``onset_acc``: 1 when the generated clip has as many onsets as the ground truth, else 0.
 - ``onset_ap``: generated onsets are thinned by non-maximum suppression (50 ms) on their
@@ -30,7 +30,7 @@ import numpy as np
 
 from c3llm.core.config import field, in_range
 from c3llm.core.errors import InputError
-from c3llm.core.evaluation.signal import detect_onsets
+from c3llm.scoring.signal import detect_onsets
 from c3llm.core.hookspecs import hookimpl
 from c3llm.core.media import Audio
 from c3llm.core.roles.metric import Metric

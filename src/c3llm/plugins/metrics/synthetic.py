@@ -31,7 +31,7 @@ import numpy as np
 
 from c3llm.core.config import field, in_range
 from c3llm.core.errors import InputError, UnavailableError
-from c3llm.core.evaluation.signal import detect_onsets, estimate_pitch
+from c3llm.scoring.signal import detect_onsets, estimate_pitch
 from c3llm.core.hookspecs import hookimpl
 from c3llm.core.media import Audio
 from c3llm.core.roles.metric import Metric
@@ -194,7 +194,7 @@ class SyntheticAudioMetrics(Metric):
                     "source_acc needs the synthetic world's reference classifier: set classifier_path to a "
                     "directory written by train_reference_classifier, or source_accuracy = false"
                 )
-            from c3llm.core.evaluation.reference_classifier import ReferenceClassifier
+            from c3llm.scoring.reference_classifier import ReferenceClassifier
 
             self._classifier = ReferenceClassifier.from_directory(self.config.classifier_path)
         return self._classifier

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from c3llm.core.errors import InputError
-from c3llm.core.evaluation.caption_tokenizer import ptb_tokenize
+from c3llm.scoring.caption_tokenizer import ptb_tokenize
 from c3llm.core.media import Audio
 
 

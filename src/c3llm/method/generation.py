@@ -16,7 +16,7 @@ import torch
 
 from c3llm.core.config import field, in_range, one_of
 from c3llm.core.errors import InputError
-from c3llm.core.sequence import Example, collate
+from c3llm.method.sequence import Example, collate
 
 
 @attrs.frozen(kw_only=True)

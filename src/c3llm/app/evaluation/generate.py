@@ -20,15 +20,34 @@ import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 
-from c3llm.core.generation import codes_to_audio, generate_acoustic, generate_text
+from c3llm.method.generation import codes_to_audio, generate_acoustic, generate_text
+from c3llm.core.errors import InputError
 from c3llm.core.media import Audio, load_audio, load_video
 
 log = logging.getLogger(__name__)
 
+CAPTIONS_FILE = "captions.jsonl"
 AUDIO_OUTPUTS = ("t2a", "t2a_no_nar", "v2a", "v2a_no_nar", "v2a_pooled", "codec")
+
+
+def read_captions(path: Path) -> dict[str, dict[str, Any]]:
+    """``captions.jsonl`` rows by clip id (the first row of an id wins)."""
+    rows: dict[str, dict[str, Any]] = {}
+    if not path.is_file():
+        return rows
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise InputError(f"{path}:{number} is not JSON ({exc}); delete the file to generate captions again") from exc
+        rows.setdefault(str(row["id"]), row)
+    return rows
 
 
 def _save(audio: Audio, path: Path) -> None:

@@ -2,14 +2,14 @@
 
 The network is named by the metric config (``embedder`` + ``embedder_path``) and loaded on first
 use, or attached as an object with :meth:`NetworkMetric.use_network` (e.g. an
-:class:`~c3llm.core.evaluation.embedders.EncoderEmbedder` around a CLAP encoder).
+:class:`~c3llm.scoring.embedders.EncoderEmbedder` around a CLAP encoder).
 """
 
 from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from c3llm.core.evaluation.embedders import load_network, score_name
+from c3llm.scoring.networks import load_network, score_name
 from c3llm.core.roles.metric import Metric
 
 

@@ -9,7 +9,7 @@ Two small protocols decouple metrics from networks:
 Implementations: PANNs CNN14 (AudioSet; embedding and classifier, as in audioldm_eval), VGGish
 (embedding, as in the original FAD), any c3llm :class:`~c3llm.core.roles.Encoder` such as CLAP
 (:class:`EncoderEmbedder`), and the synthetic world's reference classifier
-(:mod:`c3llm.core.evaluation.reference_classifier`). Each carries ``score_suffix`` so that a
+(:mod:`c3llm.scoring.reference_classifier`). Each carries ``score_suffix`` so that a
 metric names its score after the network that produced it (``fd_synth`` is never ``fad``).
 """
 
@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from c3llm.core.errors import CheckpointError, InputError, UnavailableError
-from c3llm.core.evaluation.signal import mel_filterbank
+from c3llm.scoring.signal import mel_filterbank
 from c3llm.core.media import Audio
 
 log = logging.getLogger(__name__)
@@ -377,39 +377,3 @@ class EncoderEmbedder:
 
 # ---------------------------------------------------------------------------------------
 # Building from metric configs
-
-EMBEDDER_CHOICES = ("synth-classifier", "panns-cnn14", "vggish", "clap")
-
-
-def load_network(name: str, path: str | None, *, need: str, max_seconds: float | None = None):
-    """Build the embedder/classifier a metric config names.
-
-    :param need: ``"embedder"`` or ``"classifier"`` (VGGish and CLAP only embed).
-    """
-    if name == "synth-classifier":
-        from c3llm.core.evaluation.reference_classifier import ReferenceClassifier
-
-        if path is None:
-            raise UnavailableError(
-                "the synth-classifier needs embedder_path: a directory written by "
-                "c3llm.core.evaluation.reference_classifier.train_reference_classifier"
-            )
-        return ReferenceClassifier.from_directory(path)
-    if name == "panns-cnn14":
-        return PannsCnn14.from_checkpoint(path, max_seconds=max_seconds)
-    if name in ("vggish", "clap") and need == "classifier":
-        raise InputError(f"{name} gives embeddings, not class probabilities; use panns-cnn14 or synth-classifier")
-    if name == "vggish":
-        return VGGish.from_checkpoint(path)
-    if name == "clap":
-        raise UnavailableError(
-            "the clap embedder is an encoder object, not a file: build the CLAP encoder and call "
-            "metric.use_network(EncoderEmbedder(clap_encoder)) before compute()"
-        )
-    raise InputError(f"unknown embedder {name!r}; choose one of {', '.join(EMBEDDER_CHOICES)}")
-
-
-def score_name(base: str, network) -> str:
-    """``base`` for the metric's reference network, ``base_suffix`` for any other."""
-    suffix = getattr(network, "score_suffix", "")
-    return f"{base}_{suffix}" if suffix else base

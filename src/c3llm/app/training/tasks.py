@@ -17,8 +17,8 @@ from torch import nn
 
 from c3llm.core.config import field, in_range
 from c3llm.core.errors import InputError
-from c3llm.core.losses import lm_token_losses
-from c3llm.core.sequence import Example, collate
+from c3llm.method.losses import lm_token_losses
+from c3llm.method.sequence import Example, collate
 
 log = logging.getLogger(__name__)
 

@@ -84,7 +84,7 @@ def config_options(func):
 def load_run_config(ctx: click.Context, config: Path, overrides: tuple[str, ...]):
     from c3llm.core.config import apply_overrides, load_file
     from c3llm.core.registry import get_registry
-    from c3llm.core.run_config import parse_run_config
+    from c3llm.app.run_config import parse_run_config
 
     registry = get_registry(ctx.obj["disabled"])
     data = apply_overrides(load_file(config), overrides)
@@ -131,7 +131,7 @@ def run_cmd(ctx: click.Context, config: Path, overrides: tuple[str, ...], dry_ru
     if dry_run:
         click.echo(tomli_w.dumps(strip_none(run_config.to_mapping(registry))))
         return
-    from c3llm.core.stages import run_stages
+    from c3llm.app.stages import run_stages
 
     run_stages(run_config, stages or run_config.run.stages, registry=registry)
 
@@ -141,7 +141,7 @@ def _stage_command(stage: str, doc: str) -> None:
     @config_options
     @click.pass_context
     def command(ctx: click.Context, config: Path, overrides: tuple[str, ...]) -> None:
-        from c3llm.core.stages import run_stages
+        from c3llm.app.stages import run_stages
 
         run_config, registry = load_run_config(ctx, config, overrides)
         run_stages(run_config, [stage], registry=registry)
@@ -181,7 +181,7 @@ def shipped_config(name: str) -> Path:
 def demo(ctx: click.Context, quick: bool, out_dir: Path, overrides: tuple[str, ...], stages: tuple[str, ...]) -> None:
     """The main job on the embedded default: world, codec, features, LM + NAR, generation,
     evaluation and report — from nothing, on a CPU."""
-    from c3llm.core.stages import run_stages
+    from c3llm.app.stages import run_stages
 
     config = shipped_config("demo.toml")
     sets = (f"run.out_dir={json.dumps(str(out_dir.absolute()))}", *(QUICK_OVERRIDES if quick else ()), *overrides)

@@ -1,4 +1,4 @@
-"""Building a :class:`~c3llm.core.model.C3LLM` from component specs, and saving/loading it.
+"""Building a :class:`~c3llm.method.model.C3LLM` from component specs, and saving/loading it.
 
 Order matters: the codec first (its cardinality sizes the acoustic vocabulary), then the
 encoders, the backbone (vocabulary added right after its weights load) and the refiner
@@ -26,11 +26,11 @@ from c3llm.core.checkpoint import (
 )
 from c3llm.core.config import from_mapping, to_mapping
 from c3llm.core.errors import CheckpointError, UnknownComponentError
-from c3llm.core.model import MODALITIES, C3LLM
+from c3llm.method.model import MODALITIES, C3LLM
 from c3llm.core.registry import Registry
 from c3llm.core.roles.base import load_strict
-from c3llm.core.run_config import COMPONENT_SECTIONS
-from c3llm.core.sequence import PromptConfig
+from c3llm.method.pipeline_config import COMPONENT_SECTIONS
+from c3llm.method.sequence import PromptConfig
 
 log = logging.getLogger(__name__)
 

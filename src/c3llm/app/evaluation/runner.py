@@ -30,10 +30,10 @@ import numpy as np
 from c3llm.core.checkpoint import write_json
 from c3llm.core.config import field, in_range
 from c3llm.core.errors import CheckpointError, ConfigError, InputError, UnavailableError, did_you_mean
-from c3llm.core.evaluation import baselines
-from c3llm.core.evaluation.generate import resynthesize
-from c3llm.core.evaluation.reference_classifier import ReferenceTrainingConfig
-from c3llm.core.evaluation.report import lower_is_better
+from c3llm.app.evaluation import baselines
+from c3llm.app.evaluation.generate import CAPTIONS_FILE, read_captions, resynthesize
+from c3llm.scoring.reference_classifier import ReferenceTrainingConfig
+from c3llm.app.evaluation.report import lower_is_better
 from c3llm.core.media import Audio, load_audio
 
 log = logging.getLogger(__name__)
@@ -50,7 +50,6 @@ GENERATED_SYSTEMS: dict[str, dict[str, tuple[str, str, str]]] = {
             "c3llm_pooled": ("v2a_pooled", "C3LLM, mean-pooled video", "ablation"),
             "codec": CODEC_CEILING},
 }
-CAPTIONS_FILE = "captions.jsonl"
 #: metrics the per-frame vs mean-pooled video ablation is about (synchronisation).
 SYNC_METRICS = ("onset_acc", "onset_ap", "onset_f1", "event_count_acc")
 #: Metrics that score whether each output follows its own condition (paired with its clip),
@@ -108,22 +107,6 @@ def expected_outputs(components: dict[str, Any]) -> tuple[list[str], bool]:
     return folders, "audio_encoder" in components
 
 
-def read_captions(path: Path) -> dict[str, dict[str, Any]]:
-    """``captions.jsonl`` rows by clip id (the first row of an id wins)."""
-    rows: dict[str, dict[str, Any]] = {}
-    if not path.is_file():
-        return rows
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise InputError(f"{path}:{number} is not JSON ({exc}); delete the file to generate captions again") from exc
-        rows.setdefault(str(row["id"]), row)
-    return rows
-
-
 def missing_outputs(gen_dir: Path, ids: Sequence[str], folders: Sequence[str], captions: bool) -> list[str]:
     """What ``gen_dir`` lacks for ``ids``: one line per incomplete output (empty when complete)."""
     missing = []
@@ -141,7 +124,7 @@ def missing_outputs(gen_dir: Path, ids: Sequence[str], folders: Sequence[str], c
 
 def ensure_generated(ctx, splits: dict[str, list]) -> None:
     """Generate the outputs an evaluation split lacks (resumes; loads the pipeline only if needed)."""
-    from c3llm.core.evaluation.generate import generate_for_split
+    from c3llm.app.evaluation.generate import generate_for_split
 
     folders, captions = expected_outputs(ctx.config.components)
     pipe = None
@@ -192,7 +175,7 @@ def setup_reference_classifier(settings: EvaluateSection, train: Sequence, split
         results.json: accuracy on each evaluation split's reference audio (the first split's is
         ``accuracy``), and the training report (its own stratified held-out accuracy).
     """
-    from c3llm.core.evaluation.reference_classifier import (
+    from c3llm.scoring.reference_classifier import (
         REPORT_FILE,
         WEIGHTS_FILE,
         ReferenceClassifier,
@@ -229,7 +212,7 @@ def setup_reference_classifier(settings: EvaluateSection, train: Sequence, split
 
 def setup_networks(settings: EvaluateSection, classifier: Any) -> tuple[list[AudioNetwork], dict[str, str]]:
     """The audio networks available here, and the audio-network metrics that are not (with why)."""
-    from c3llm.core.evaluation.embedders import PannsCnn14, VGGish
+    from c3llm.scoring.embedders import PannsCnn14, VGGish
 
     networks, unavailable = [], {}
     if classifier is not None:
@@ -574,10 +557,10 @@ def _finite(value: Any) -> Any:
 def evaluate_run(ctx) -> dict[str, Any]:
     """Score the run's evaluation splits; write ``eval/results.json`` and the report.
 
-    :param ctx: a :class:`c3llm.core.stages.RunContext`.
+    :param ctx: a :class:`c3llm.app.stages.RunContext`.
     :return: the results (as written to results.json).
     """
-    from c3llm.core.evaluation.report import collect_examples, write_report
+    from c3llm.app.evaluation.report import collect_examples, write_report
 
     started = time.perf_counter()
     settings = ctx.config.sections.get("evaluate") or EvaluateSection()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from c3llm.core.sequence import IGNORE, Batch, positions
+from c3llm.method.sequence import IGNORE, Batch, positions
 
 
 def lm_token_losses(backbone, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:

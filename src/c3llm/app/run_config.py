@@ -1,4 +1,4 @@
-"""The launcher's TOML schema: component sections plus run-level sections.
+"""The launcher's TOML schema: the pipeline's sections plus those of a run.
 
 ::
 
@@ -29,22 +29,18 @@ import attrs
 
 from c3llm.core.config import field, from_mapping, in_range, to_mapping
 from c3llm.core.errors import ConfigError, did_you_mean
-from c3llm.core.evaluation.runner import EvaluateSection
-from c3llm.core.generation import SamplingConfig, TextDecodingConfig
-from c3llm.core.sequence import PromptConfig
-from c3llm.core.training.codec import CodecTrainConfig
-from c3llm.core.training.loop import OptimConfig
-from c3llm.core.training.tasks import TaskWeights
+from c3llm.app.evaluation.runner import EvaluateSection
+from c3llm.method.pipeline_config import (
+    COMPONENT_SECTIONS,
+    GenerateSection,
+    expand_placeholders,
+    parse_components,
+)
+from c3llm.method.sequence import PromptConfig
+from c3llm.app.training.codec import CodecTrainConfig
+from c3llm.app.training.loop import OptimConfig
+from c3llm.app.training.tasks import TaskWeights
 
-#: component section -> role
-COMPONENT_SECTIONS: dict[str, str] = {
-    "decoder": "decoder",
-    "audio_encoder": "encoder",
-    "video_encoder": "encoder",
-    "backbone": "backbone",
-    "refiner": "refiner",
-}
-REQUIRED_COMPONENTS = ("decoder", "backbone")
 
 STAGES = ("train-codec", "prepare", "train", "generate", "evaluate")
 
@@ -71,15 +67,6 @@ class RunSection:
     @property
     def directory(self) -> Path:
         return (Path(self.out_dir).expanduser() / self.name).absolute()
-
-
-@attrs.frozen(kw_only=True)
-class GenerateSection:
-    """Defaults for generation (SDK calls can override each)."""
-
-    sampling: SamplingConfig = field(factory=SamplingConfig)
-    text: TextDecodingConfig = field(factory=TextDecodingConfig)
-    duration: float | None = field(None, validator=in_range(0.0, low_open=True), help="seconds of T2A audio")
 
 
 @attrs.frozen(kw_only=True)
@@ -148,25 +135,6 @@ class RunConfig:
         return data
 
 
-def expand_placeholders(data: Mapping[str, Any]) -> dict[str, Any]:
-    """Replace ``{out_dir}`` and ``{run_dir}`` in every string value by the run's folders
-    (so shipped configs can put data beside the run, wherever it is)."""
-    run = data.get("run", {}) if isinstance(data.get("run", {}), Mapping) else {}
-    out_dir = Path(str(run.get("out_dir", "runs"))).expanduser().absolute()
-    run_dir = out_dir / str(run.get("name", "run"))
-
-    def walk(value: Any) -> Any:
-        if isinstance(value, str):
-            return value.replace("{out_dir}", str(out_dir)).replace("{run_dir}", str(run_dir))
-        if isinstance(value, Mapping):
-            return {k: walk(v) for k, v in value.items()}
-        if isinstance(value, list):
-            return [walk(v) for v in value]
-        return value
-
-    return walk(dict(data))
-
-
 def parse_run_config(data: Mapping[str, Any], *, base_dir: Path | None = None, registry=None) -> RunConfig:
     """Validate a launcher config mapping (strictly; see module doc)."""
     if not isinstance(data, Mapping):
@@ -176,18 +144,7 @@ def parse_run_config(data: Mapping[str, Any], *, base_dir: Path | None = None, r
     for key in data:
         if key not in known:
             raise ConfigError(f"unknown section [{key}].{did_you_mean(key, known)} Sections: {', '.join(known)}.")
-    for section in REQUIRED_COMPONENTS:
-        if section not in data:
-            raise ConfigError(f"missing section [{section}] (needs at least name = \"...\")")
-    components = {}
-    for section, role in COMPONENT_SECTIONS.items():
-        if section not in data:
-            continue
-        spec = data[section]
-        spec = {"name": spec} if isinstance(spec, str) else spec
-        if registry is not None:
-            registry.make_config(role, spec, where=section, base_dir=base_dir)  # validate now
-        components[section] = dict(spec)
+    components = parse_components(data, base_dir=base_dir, registry=registry)
     sections = {name: from_mapping(cls, data.get(name, {}), where=name, base_dir=base_dir)
                 for name, cls in SECTIONS.items()}
     if registry is not None:  # dataset tables name plugins: check them now, not mid-run

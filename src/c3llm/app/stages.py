@@ -25,7 +25,7 @@ from typing import Any
 
 from c3llm.core.checkpoint import write_json
 from c3llm.core.errors import ConfigError, InputError, did_you_mean
-from c3llm.core.run_config import STAGES, RunConfig
+from c3llm.app.run_config import STAGES, RunConfig
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +84,7 @@ class RunContext:
     def initial_pipeline(self):
         """The untrained pipeline, saved once so that every later stage (and a resumed run)
         starts from the same random initialisation."""
-        from c3llm.core.builder import assemble, build_components
+        from c3llm.method.assembly import assemble, build_components
         from c3llm.sdk.pipeline import Pipeline
 
         folder = self.directory / "initial"
@@ -116,7 +116,7 @@ class RunContext:
 def stage_train_codec(ctx: RunContext) -> None:
     """Train the codec on the training split's audio (skipped when the config names
     pretrained codec weights or this run already trained one)."""
-    from c3llm.core.training.codec import train_codec
+    from c3llm.app.training.codec import train_codec
 
     decoder_spec = ctx.config.components["decoder"]
     if decoder_spec.get("pretrained"):
@@ -138,7 +138,7 @@ def stage_train_codec(ctx: RunContext) -> None:
 
 def stage_prepare(ctx: RunContext) -> None:
     """Cache codec codes and encoder features for the training and evaluation splits."""
-    from c3llm.core.prepare import prepare_features
+    from c3llm.app.features.prepare import prepare_features
 
     pipe = ctx.initial_pipeline()
     splits = {"train": ctx.train_samples()} if ctx.config.data.train else {}
@@ -152,7 +152,7 @@ def stage_prepare(ctx: RunContext) -> None:
 
 
 def load_items(ctx: RunContext, model, samples) -> list[dict[str, Any]]:
-    from c3llm.core.prepare import load_prepared
+    from c3llm.app.features.prepare import load_prepared
 
     return list(load_prepared(ctx.directory / "cache", model, samples))
 
@@ -160,8 +160,8 @@ def load_items(ctx: RunContext, model, samples) -> list[dict[str, Any]]:
 def stage_train(ctx: RunContext) -> None:
     """LM stage (projectors + backbone's trainable set, eq. 1), then NAR stage (eq. 2);
     both resume from their last checkpoint. Saves the trained pipeline."""
-    from c3llm.core.training.loop import Trainer, distributed_context
-    from c3llm.core.training.tasks import (
+    from c3llm.app.training.loop import Trainer, distributed_context
+    from c3llm.app.training.tasks import (
         LMObjective,
         NARObjective,
         NARSampler,
@@ -196,7 +196,7 @@ def stage_train(ctx: RunContext) -> None:
 def stage_generate(ctx: RunContext) -> None:
     """Generate for each evaluation split: T2A from the first caption, V2A from the video,
     A2T captions from the audio. Writes WAVs and ``captions.jsonl`` under ``generated/``."""
-    from c3llm.core.evaluation.generate import generate_for_split
+    from c3llm.app.evaluation.generate import generate_for_split
 
     pipe = ctx.trained_pipeline()
     for label, samples in ctx.eval_samples().items():
@@ -205,8 +205,8 @@ def stage_generate(ctx: RunContext) -> None:
 
 
 def stage_evaluate(ctx: RunContext) -> None:
-    """Metrics, ablations and the report (see :mod:`c3llm.core.evaluation.runner`)."""
-    from c3llm.core.evaluation.runner import evaluate_run
+    """Metrics, ablations and the report (see :mod:`c3llm.app.evaluation.runner`)."""
+    from c3llm.app.evaluation.runner import evaluate_run
 
     evaluate_run(ctx)
 

@@ -216,7 +216,7 @@ def plot_spectrograms(clips: Sequence[tuple[str, Path]], title: str, path: Path,
     """Log-mel spectrograms side by side, on one colour scale (80 dB range)."""
     import torch
 
-    from c3llm.core.evaluation.embedders import LogMel
+    from c3llm.scoring.embedders import LogMel
 
     mel = LogMel(sample_rate=sample_rate, n_fft=512, hop_length=128, n_mels=64, fmin=0.0, fmax=sample_rate / 2)
     specs = []
@@ -247,7 +247,7 @@ def plot_spectrograms(clips: Sequence[tuple[str, Path]], title: str, path: Path,
 
 def collect_examples(run_dir: Path, splits: dict[str, list], count: int) -> dict[str, list[dict[str, Any]]]:
     """The first ``count`` clips of each split: reference and generated WAV paths, captions."""
-    from c3llm.core.evaluation.runner import CAPTIONS_FILE, read_captions
+    from c3llm.app.evaluation.generate import CAPTIONS_FILE, read_captions
 
     examples: dict[str, list[dict[str, Any]]] = {}
     for label, samples in splits.items():

@@ -28,7 +28,7 @@ from torch import nn
 
 from c3llm.core.config import field, from_mapping, in_range, to_mapping
 from c3llm.core.errors import CheckpointError, InputError, UnavailableError
-from c3llm.core.evaluation.embedders import LogMel, mono_batch, run_in_batches
+from c3llm.scoring.embedders import LogMel, mono_batch, run_in_batches
 from c3llm.core.media import Audio
 
 log = logging.getLogger(__name__)
@@ -146,7 +146,7 @@ class ReferenceClassifier:
         if missing:
             raise UnavailableError(
                 f"no reference classifier in {directory} (missing {', '.join(missing)}); train one with "
-                "c3llm.core.evaluation.reference_classifier.train_reference_classifier"
+                "c3llm.scoring.reference_classifier.train_reference_classifier"
             )
         config = from_mapping(ReferenceClassifierConfig, json.loads((directory / CONFIG_FILE).read_text()),
                               where=str(directory / CONFIG_FILE))

@@ -1,8 +1,8 @@
 """The C3LLM model: codec + condition encoders + projectors + LLM backbone + refiner.
 
 This module only composes the roles and checks that they fit; the method's steps live in
-:mod:`c3llm.core.sequence` (layouts), :mod:`c3llm.core.losses` (eq. 1 and 2) and
-:mod:`c3llm.core.generation` (decoding).
+:mod:`c3llm.method.sequence` (layouts), :mod:`c3llm.method.losses` (eq. 1 and 2) and
+:mod:`c3llm.method.generation` (decoding).
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ import torch
 from torch import nn
 
 from c3llm.core.errors import IncompatibleComponentsError, InputError
-from c3llm.core.projector import Projector
+from c3llm.method.projector import Projector
 from c3llm.core.roles import Backbone, Decoder, Encoder, Refiner
-from c3llm.core.sequence import PromptConfig, SequenceBuilder
+from c3llm.method.sequence import PromptConfig, SequenceBuilder
 
 MODALITIES = ("audio", "video")
 

@@ -1,7 +1,7 @@
 """The ``prepare`` step: codec codes and condition features for dataset samples, cached.
 
 For every :class:`~c3llm.core.roles.Sample` and every requested kind, :func:`prepare_features`
-computes what the :class:`~c3llm.core.cache.FeatureCache` does not hold yet:
+computes what the :class:`~c3llm.app.features.cache.FeatureCache` does not hold yet:
 
 - ``codes``: the codec's codes ``(Q, S)`` (int16, or int32 for codebooks over 32768 entries)
   of the sample's audio, resampled to the codec's rate and mixed to its channels; the audio
@@ -29,7 +29,7 @@ import attrs
 import numpy as np
 import torch
 
-from c3llm.core.cache import FeatureCache, describe_extractor, key_of
+from c3llm.app.features.cache import FeatureCache, describe_extractor, key_of
 from c3llm.core.errors import (
     C3LLMError,
     CheckpointError,
@@ -169,7 +169,7 @@ def prepare_features(
 ) -> PrepareReport:
     """Compute and cache what is missing for ``samples`` (see module doc).
 
-    :param model: a :class:`~c3llm.core.model.C3LLM` (or anything with ``decoder``,
+    :param model: a :class:`~c3llm.method.model.C3LLM` (or anything with ``decoder``,
         ``encoders`` and ``encode_media``); kinds whose component it lacks are skipped and
         named in the report.
     :param feature_dtype: ``torch.float32`` or ``torch.float16`` for stored encoder

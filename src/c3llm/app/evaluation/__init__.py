@@ -1,0 +1,1 @@
+"""The evaluate stage: generation for the evaluation splits, baselines, scores, report."""
