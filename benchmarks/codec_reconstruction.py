@@ -20,8 +20,8 @@ import time
 
 import torch
 
-from c3llm.core.roles import Decoder
 from c3llm.app.training.codec import CodecTrainConfig, synthetic_clips, train_codec
+from c3llm.core.roles import Decoder
 from c3llm.plugins.decoders.encodec import EncodecCodec, EncodecCodecConfig
 
 

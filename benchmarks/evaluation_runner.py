@@ -25,10 +25,10 @@ from pathlib import Path
 import torch
 
 from c3llm.app.evaluation.runner import evaluate_run
-from c3llm.core.media import Audio, load_audio
-from c3llm.core.registry import get_registry
 from c3llm.app.run_config import parse_run_config
 from c3llm.app.stages import RunContext
+from c3llm.core.media import Audio, load_audio
+from c3llm.core.registry import get_registry
 from c3llm.plugins.datasets.synthetic import WorldConfig, generate_world
 
 log = logging.getLogger("benchmarks.evaluation_runner")

@@ -27,11 +27,11 @@ import torch
 from torch import nn
 
 from c3llm.app.features.cache import FeatureCache, weights_fingerprint
-from c3llm.core.media import Audio, Video
-from c3llm.method.model import C3LLM
 from c3llm.app.features.prepare import prepare_features
+from c3llm.core.media import Audio, Video
 from c3llm.core.registry import get_registry
 from c3llm.core.roles import Sample
+from c3llm.method.model import C3LLM
 
 ENTRY = {
     "codes": lambda: {"codes": torch.randint(0, 1024, (2, 750), dtype=torch.int16)},

@@ -20,11 +20,13 @@ import time
 from pathlib import Path
 
 import torch
+from codec_reconstruction import (  # the sibling benchmark (same folder)
+    codebook_usage,
+    median_seconds,
+)
 
-from codec_reconstruction import codebook_usage, median_seconds  # the sibling benchmark (same folder)
-
-from c3llm.core.media import load_audio
 from c3llm.app.training.codec import evaluate_codec, synthetic_clips
+from c3llm.core.media import load_audio
 from c3llm.plugins.decoders.melvq import MelVQCodec, MelVQCodecConfig
 
 

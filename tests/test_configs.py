@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from c3llm import sdk
+from c3llm.app.run_config import parse_run_config
 from c3llm.core.config import load_file
 from c3llm.core.errors import C3LLMError
 from c3llm.core.registry import get_registry
-from c3llm.app.run_config import parse_run_config
 
 CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.toml"))
 
@@ -30,7 +30,13 @@ def test_shipped_config_resolves(path):
 
 def write_scaled_down(kind: str, directory: Path) -> Path:
     """A tiny random Gemma/LLaMA in HF format, with a tokenizer, as a user's download would be."""
-    from transformers import GemmaConfig, GemmaForCausalLM, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+    from transformers import (
+        GemmaConfig,
+        GemmaForCausalLM,
+        LlamaConfig,
+        LlamaForCausalLM,
+        PreTrainedTokenizerFast,
+    )
 
     from c3llm.plugins.backbones.text_tokenizer import train_tokenizer
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from backbone_helpers import ACOUSTIC, build
 
 from c3llm.core.errors import C3LLMError, CheckpointError, InputError
-from backbone_helpers import ACOUSTIC, build
 
 CAPTIONS = ["a high beep repeats three times", "a dog barks"]
 

@@ -20,10 +20,11 @@ import torch
 from torch import nn
 
 from c3llm.app.features.cache import FeatureCache
+from c3llm.app.features.prepare import prepare_features
+from c3llm.app.features.prepared import load_prepared
 from c3llm.core.config import field, in_range
 from c3llm.core.errors import CheckpointError, InputError
-from c3llm.core.media import Audio, Video, load_audio
-from c3llm.app.features.prepare import load_audio_track, load_prepared, prepare_features
+from c3llm.core.media import Audio, Video, load_audio, load_audio_track
 from c3llm.core.roles import Decoder, Encoder, Features, Sample
 
 # ---------------------------------------------------------------------------------------

@@ -18,7 +18,12 @@ from c3llm.core.errors import (
     UnknownComponentError,
 )
 from c3llm.core.hookspecs import hookimpl
-from c3llm.core.registry import BUILTIN_PLUGINS, Registry, get_plugin_manager, get_registry
+from c3llm.core.registry import (
+    BUILTIN_PLUGINS,
+    Registry,
+    get_plugin_manager,
+    get_registry,
+)
 from c3llm.core.roles import Metric
 
 

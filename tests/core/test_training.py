@@ -13,10 +13,17 @@ import pytest
 import torch
 
 from c3llm import sdk
-from c3llm.method.generation import SamplingConfig, generate_acoustic
 from c3llm.app.training.loop import OptimConfig, Trainer
+from c3llm.app.training.tasks import (
+    LMObjective,
+    NARObjective,
+    NARSampler,
+    TaskSampler,
+    TaskWeights,
+    freeze_for_stage,
+)
 from c3llm.core.errors import InputError
-from c3llm.app.training.tasks import LMObjective, NARObjective, NARSampler, TaskSampler, TaskWeights, freeze_for_stage
+from c3llm.method.generation import SamplingConfig, generate_acoustic
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 CAPTIONS = ["a high beep", "a low hum", "a chirp rising", "two knocks"]

@@ -7,7 +7,11 @@ import doctest
 import numpy as np
 
 from c3llm.plugins.datasets.synthetic import WorldConfig, captions
-from c3llm.plugins.datasets.synthetic.captions import VOCABULARY, attributes_from_caption, make_captions
+from c3llm.plugins.datasets.synthetic.captions import (
+    VOCABULARY,
+    attributes_from_caption,
+    make_captions,
+)
 from c3llm.plugins.datasets.synthetic.scene import plan_world
 
 

@@ -8,8 +8,6 @@ import math
 import pytest
 import torch
 
-from c3llm.core.errors import InputError, PluginError
-from c3llm.core.spectral import mel_filterbank, mel_spectrogram
 from c3llm.app.training.codec import (
     CodecTrainConfig,
     multiscale_mel_loss,
@@ -17,8 +15,15 @@ from c3llm.app.training.codec import (
     synthetic_clips,
     train_codec,
 )
+from c3llm.core.errors import InputError, PluginError
+from c3llm.core.spectral import mel_filterbank, mel_spectrogram
 from c3llm.plugins.decoders.encodec import EncodecCodec, EncodecCodecConfig
-from c3llm.plugins.decoders.encodec_vq import CodebookLearning, ema_update_, expire_dead_codes_, kmeans
+from c3llm.plugins.decoders.encodec_vq import (
+    CodebookLearning,
+    ema_update_,
+    expire_dead_codes_,
+    kmeans,
+)
 
 
 def test_mel_filterbank_is_triangular_and_ordered():

@@ -10,7 +10,11 @@ import torch
 from c3llm.core.config import from_mapping
 from c3llm.core.errors import CheckpointError, ConfigError, InputError, UnavailableError
 from c3llm.core.roles import Decoder
-from c3llm.plugins.decoders.encodec import EncodecCodec, EncodecCodecConfig, config_for_checkpoint
+from c3llm.plugins.decoders.encodec import (
+    EncodecCodec,
+    EncodecCodecConfig,
+    config_for_checkpoint,
+)
 
 
 def test_attributes_follow_the_architecture(codec):

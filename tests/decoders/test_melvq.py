@@ -8,9 +8,14 @@ import math
 import pytest
 import torch
 
+from c3llm.app.training.codec import (
+    CodecTrainConfig,
+    mel_distance,
+    synthetic_clips,
+    train_codec,
+)
 from c3llm.core.errors import CheckpointError, ConfigError, InputError
 from c3llm.core.registry import get_registry
-from c3llm.app.training.codec import CodecTrainConfig, mel_distance, synthetic_clips, train_codec
 from c3llm.plugins.decoders.melvq import MelVQCodec, MelVQCodecConfig
 
 SR = 8000

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from c3llm.core.errors import InputError
 from c3llm.app.evaluation import baselines
+from c3llm.core.errors import InputError
 from c3llm.core.media import Audio
 
 TRAIN_CAPTIONS = [

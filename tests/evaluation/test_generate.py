@@ -11,7 +11,12 @@ import torch
 from c3llm import sdk
 from c3llm.app.evaluation.generate import AUDIO_OUTPUTS, generate_for_split
 from c3llm.core.media import load_audio
-from c3llm.plugins.datasets.synthetic import SyntheticDataset, SyntheticDatasetConfig, WorldConfig, generate_world
+from c3llm.plugins.datasets.synthetic import (
+    SyntheticDataset,
+    SyntheticDatasetConfig,
+    WorldConfig,
+    generate_world,
+)
 
 TINY = Path(__file__).resolve().parents[2] / "configs" / "tiny.toml"
 

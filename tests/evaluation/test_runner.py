@@ -14,13 +14,14 @@ import numpy as np
 import pytest
 import torch
 
-from c3llm.core.errors import ConfigError, InputError
-from c3llm.app.evaluation.runner import (Scorer, evaluate_run, missing_outputs, setup_networks,
-                                         setup_reference_classifier)
-from c3llm.core.media import Audio, load_audio
-from c3llm.core.registry import get_registry
+from c3llm.app.evaluation.networks import setup_networks, setup_reference_classifier
+from c3llm.app.evaluation.runner import evaluate_run, missing_outputs
+from c3llm.app.evaluation.scorer import Scorer
 from c3llm.app.run_config import parse_run_config
 from c3llm.app.stages import RunContext
+from c3llm.core.errors import ConfigError, InputError
+from c3llm.core.media import Audio, load_audio
+from c3llm.core.registry import get_registry
 from c3llm.plugins.datasets.synthetic import WorldConfig, generate_world
 
 SOURCES = ("beep", "knock", "hiss")
@@ -208,7 +209,7 @@ def test_verdict_weighs_the_model_against_its_strongest_baseline(evaluated):
 
 
 def test_verdict_direction_and_ties():
-    from c3llm.app.evaluation.runner import verdict
+    from c3llm.app.evaluation.verdict import verdict
 
     def system(kind, **metrics):
         return {"kind": kind, "label": kind + str(sorted(metrics.items())), "metrics": metrics}
@@ -265,7 +266,7 @@ def test_reference_classifier_is_reused(evaluated, caplog):
     stamp = (folder / "model.safetensors").stat().st_mtime_ns
     splits = ctx.eval_samples()
     references = {label: [load_audio(s.audio_path) for s in samples] for label, samples in splits.items()}
-    with caplog.at_level(logging.INFO, logger="c3llm.app.evaluation.runner"):
+    with caplog.at_level(logging.INFO, logger="c3llm.app.evaluation"):
         classifier, info = setup_reference_classifier(ctx.config.evaluate, ctx.train_samples(), splits, references,
                                                       folder)
     assert (folder / "model.safetensors").stat().st_mtime_ns == stamp

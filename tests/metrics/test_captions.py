@@ -9,9 +9,9 @@ import stat
 import pytest
 
 from c3llm.core.errors import UnavailableError
-from c3llm.scoring.caption_tokenizer import ptb_tokenize
 from c3llm.plugins.metrics.cider import CiderD, CiderDConfig, cider_d
 from c3llm.plugins.metrics.spice import Spice, SpiceConfig, Spider, SpiderConfig
+from c3llm.scoring.caption_tokenizer import ptb_tokenize
 
 CANDIDATES = ["a dog barks twice", "a high beep sounds three times", "rain falls on a roof", "a man speaks"]
 REFERENCES = [

@@ -9,11 +9,26 @@ import pytest
 
 from c3llm.core.errors import InputError, UnavailableError
 from c3llm.plugins.metrics.frechet import (
-    FrechetConfig, FrechetDistance, fad_infinity, frechet_distance, frechet_distance_from_embeddings,
-    trace_sqrt_product_eigh, trace_sqrt_product_scipy,
+    FrechetConfig,
+    FrechetDistance,
+    fad_infinity,
+    frechet_distance,
+    frechet_distance_from_embeddings,
+    trace_sqrt_product_eigh,
+    trace_sqrt_product_scipy,
 )
-from c3llm.plugins.metrics.inception_score import InceptionScore, InceptionScoreConfig, inception_score
-from c3llm.plugins.metrics.kl import KLConfig, MeanKLDivergence, grouped_kl, kl_per_pair, mean_kl
+from c3llm.plugins.metrics.inception_score import (
+    InceptionScore,
+    InceptionScoreConfig,
+    inception_score,
+)
+from c3llm.plugins.metrics.kl import (
+    KLConfig,
+    MeanKLDivergence,
+    grouped_kl,
+    kl_per_pair,
+    mean_kl,
+)
 
 
 def random_spd(d, rng):

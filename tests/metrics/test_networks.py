@@ -7,18 +7,27 @@ import json
 import numpy as np
 import pytest
 import torch
+from metric_helpers import audio
 
 from c3llm.core.errors import CheckpointError, UnavailableError
-from c3llm.scoring.embedders import (
-    Cnn14, Cnn14Config, EncoderEmbedder, PannsCnn14, VGGish, VGGishNet, vggish_mel_matrix,
-)
-from c3llm.scoring.reference_classifier import (
-    ReferenceClassifier, ReferenceClassifierConfig, ReferenceTrainingConfig, train_reference_classifier,
-)
 from c3llm.core.roles.encoder import Features
 from c3llm.plugins.metrics.frechet import FrechetConfig, FrechetDistance
 from c3llm.plugins.metrics.kl import KLConfig, KLDivergence
-from metric_helpers import audio
+from c3llm.scoring.embedders import (
+    Cnn14,
+    Cnn14Config,
+    EncoderEmbedder,
+    PannsCnn14,
+    VGGish,
+    VGGishNet,
+    vggish_mel_matrix,
+)
+from c3llm.scoring.reference_classifier import (
+    ReferenceClassifier,
+    ReferenceClassifierConfig,
+    ReferenceTrainingConfig,
+    train_reference_classifier,
+)
 
 SR = 16000
 

@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from c3llm.scoring.signal import detect_onsets, estimate_pitch, mel_filterbank
-from c3llm.plugins.metrics.onset import OnsetConfig, OnsetSync, average_precision, match_onsets, onset_nms
 from metric_helpers import audio, click_train
+
+from c3llm.plugins.metrics.onset import (
+    OnsetConfig,
+    OnsetSync,
+    average_precision,
+    match_onsets,
+    onset_nms,
+)
+from c3llm.scoring.signal import detect_onsets, estimate_pitch, mel_filterbank
 
 SR = 22050
 

@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from metric_helpers import audio, tone_events
 
 from c3llm.core.config import from_mapping
 from c3llm.core.errors import ConfigError, InputError, UnavailableError
 from c3llm.plugins.metrics.synthetic import (
-    CaptionVocabulary, SyntheticAudioConfig, SyntheticAudioMetrics, SyntheticCaptionConfig,
-    SyntheticCaptionMetrics, onset_f1, within_semitones,
+    CaptionVocabulary,
+    SyntheticAudioConfig,
+    SyntheticAudioMetrics,
+    SyntheticCaptionConfig,
+    SyntheticCaptionMetrics,
+    onset_f1,
+    within_semitones,
 )
-from metric_helpers import audio, tone_events
 
 
 def row(**kw):

@@ -8,7 +8,12 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from c3llm.core.config import bind, from_mapping
-from c3llm.core.errors import CheckpointError, ConfigError, IncompatibleComponentsError, InputError
+from c3llm.core.errors import (
+    CheckpointError,
+    ConfigError,
+    IncompatibleComponentsError,
+    InputError,
+)
 from c3llm.plugins.refiners.nar import NARRefiner, NARRefinerConfig
 from c3llm.testing.contracts import check_refiner
 

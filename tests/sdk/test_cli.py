@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 from click.testing import CliRunner
 
-from c3llm.core.hookspecs import ROLE_HOOKS
 from c3llm.app.cli import main
+from c3llm.core.hookspecs import ROLE_HOOKS
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = str(ROOT / "configs" / "tiny.toml")

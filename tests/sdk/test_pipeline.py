@@ -9,7 +9,13 @@ import pytest
 import torch
 
 from c3llm import sdk
-from c3llm.core.errors import CheckpointError, ConfigError, IncompatibleComponentsError, InputError, MediaError
+from c3llm.core.errors import (
+    CheckpointError,
+    ConfigError,
+    IncompatibleComponentsError,
+    InputError,
+    MediaError,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = ROOT / "configs" / "tiny.toml"

@@ -82,9 +82,9 @@ def config_options(func):
 
 
 def load_run_config(ctx: click.Context, config: Path, overrides: tuple[str, ...]):
+    from c3llm.app.run_config import parse_run_config
     from c3llm.core.config import apply_overrides, load_file
     from c3llm.core.registry import get_registry
-    from c3llm.app.run_config import parse_run_config
 
     registry = get_registry(ctx.obj["disabled"])
     data = apply_overrides(load_file(config), overrides)

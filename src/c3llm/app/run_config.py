@@ -27,9 +27,12 @@ from typing import Any
 
 import attrs
 
+from c3llm.app.evaluation.settings import EvaluateSection
+from c3llm.app.training.codec import CodecTrainConfig
+from c3llm.app.training.loop import OptimConfig
+from c3llm.app.training.tasks import TaskWeights
 from c3llm.core.config import field, from_mapping, in_range, to_mapping
 from c3llm.core.errors import ConfigError, did_you_mean
-from c3llm.app.evaluation.runner import EvaluateSection
 from c3llm.method.pipeline_config import (
     COMPONENT_SECTIONS,
     GenerateSection,
@@ -37,10 +40,6 @@ from c3llm.method.pipeline_config import (
     parse_components,
 )
 from c3llm.method.sequence import PromptConfig
-from c3llm.app.training.codec import CodecTrainConfig
-from c3llm.app.training.loop import OptimConfig
-from c3llm.app.training.tasks import TaskWeights
-
 
 STAGES = ("train-codec", "prepare", "train", "generate", "evaluate")
 

@@ -23,9 +23,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from c3llm.app.run_config import STAGES, RunConfig
 from c3llm.core.checkpoint import write_json
 from c3llm.core.errors import ConfigError, InputError, did_you_mean
-from c3llm.app.run_config import STAGES, RunConfig
 
 log = logging.getLogger(__name__)
 
@@ -152,7 +152,7 @@ def stage_prepare(ctx: RunContext) -> None:
 
 
 def load_items(ctx: RunContext, model, samples) -> list[dict[str, Any]]:
-    from c3llm.app.features.prepare import load_prepared
+    from c3llm.app.features.prepared import load_prepared
 
     return list(load_prepared(ctx.directory / "cache", model, samples))
 

@@ -198,3 +198,38 @@ def load_video(path: str | Path, *, max_frames: int | None = None) -> Video:
     end = float(t[-1]) + step
     duration = duration if duration and duration >= end - 2 * step else end
     return Video(torch.from_numpy(np.stack(frames)), t, duration)
+
+
+def load_audio_track(path: str | Path) -> Audio:
+    """The first audio stream of a video (or any container PyAV reads) as float32 ``(C, T)``."""
+    import av
+
+    path = Path(path)
+    if not path.is_file():
+        raise MediaError(f"video file not found: {path}")
+    if path.stat().st_size == 0:
+        raise MediaError(f"video file is empty (0 bytes): {path}")
+    chunks: list[np.ndarray] = []
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.audio:
+                raise MediaError(f"{path} has no audio track; give the sample a separate audio file")
+            stream = container.streams.audio[0]
+            resampler = av.AudioResampler(format="fltp")  # planar float, same layout and rate
+            rate = None
+            for frame in container.decode(stream):
+                for out in resampler.resample(frame):
+                    rate = out.sample_rate
+                    chunks.append(out.to_ndarray())  # (C, n)
+            for out in resampler.resample(None):
+                chunks.append(out.to_ndarray())
+    except MediaError:
+        raise
+    except Exception as exc:  # av.error.InvalidDataError and friends
+        raise MediaError(f"cannot decode the audio track of {path}: {exc}") from exc
+    if not chunks or rate is None:
+        raise MediaError(f"the audio track of {path} holds no samples")
+    data = np.concatenate(chunks, axis=1).astype(np.float32, copy=False)
+    if not np.isfinite(data).all():
+        raise MediaError(f"the audio track of {path} contains NaN or infinite samples")
+    return Audio(torch.from_numpy(np.ascontiguousarray(data)), int(rate))

@@ -26,9 +26,9 @@ from c3llm.core.checkpoint import (
 )
 from c3llm.core.config import from_mapping, to_mapping
 from c3llm.core.errors import CheckpointError, UnknownComponentError
-from c3llm.method.model import MODALITIES, C3LLM
 from c3llm.core.registry import Registry
 from c3llm.core.roles.base import load_strict
+from c3llm.method.model import C3LLM, MODALITIES
 from c3llm.method.pipeline_config import COMPONENT_SECTIONS
 from c3llm.method.sequence import PromptConfig
 

@@ -13,8 +13,8 @@ import torch
 from torch import nn
 
 from c3llm.core.errors import IncompatibleComponentsError, InputError
-from c3llm.method.projector import Projector
 from c3llm.core.roles import Backbone, Decoder, Encoder, Refiner
+from c3llm.method.projector import Projector
 from c3llm.method.sequence import PromptConfig, SequenceBuilder
 
 MODALITIES = ("audio", "video")

@@ -27,8 +27,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from c3llm.core.errors import CheckpointError, InputError, UnavailableError
-from c3llm.scoring.signal import mel_filterbank
 from c3llm.core.media import Audio
+from c3llm.scoring.signal import mel_filterbank
 
 log = logging.getLogger(__name__)
 

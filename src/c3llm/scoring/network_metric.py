@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from c3llm.scoring.networks import load_network, score_name
 from c3llm.core.roles.metric import Metric
+from c3llm.scoring.networks import load_network, score_name
 
 
 class NetworkMetric(Metric):

@@ -28,8 +28,8 @@ from torch import nn
 
 from c3llm.core.config import field, from_mapping, in_range, to_mapping
 from c3llm.core.errors import CheckpointError, InputError, UnavailableError
-from c3llm.scoring.embedders import LogMel, mono_batch, run_in_batches
 from c3llm.core.media import Audio
+from c3llm.scoring.embedders import LogMel, mono_batch, run_in_batches
 
 log = logging.getLogger(__name__)
 

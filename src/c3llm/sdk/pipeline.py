@@ -9,18 +9,18 @@ from typing import Any
 
 import torch
 
-from c3llm.method.assembly import assemble, build_components, load_model, save_model
 from c3llm.core.config import apply_overrides, from_mapping, load_file
 from c3llm.core.errors import CheckpointError, InputError
+from c3llm.core.media import Audio, Video, load_audio, load_video
+from c3llm.core.registry import get_registry
+from c3llm.method.assembly import assemble, build_components, load_model, save_model
 from c3llm.method.generation import (
     SamplingConfig,
     codes_to_audio,
     generate_acoustic,
     generate_text,
 )
-from c3llm.core.media import Audio, Video, load_audio, load_video
 from c3llm.method.model import C3LLM
-from c3llm.core.registry import get_registry
 from c3llm.method.pipeline_config import GenerateSection, parse_pipeline_spec
 from c3llm.method.sequence import PromptConfig
 

@@ -23,8 +23,8 @@ import numpy as np
 import torch
 
 from c3llm.core.errors import InputError
-from c3llm.scoring.caption_tokenizer import ptb_tokenize
 from c3llm.core.media import Audio
+from c3llm.scoring.caption_tokenizer import ptb_tokenize
 
 
 def seeded_rng(seed: int, *scope: str) -> random.Random:

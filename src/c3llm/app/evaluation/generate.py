@@ -24,9 +24,9 @@ from typing import Any
 
 import torch
 
-from c3llm.method.generation import codes_to_audio, generate_acoustic, generate_text
 from c3llm.core.errors import InputError
 from c3llm.core.media import Audio, load_audio, load_video
+from c3llm.method.generation import codes_to_audio, generate_acoustic, generate_text
 
 log = logging.getLogger(__name__)
 

@@ -17,23 +17,32 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import attrs
 import numpy as np
 
-from c3llm.core.checkpoint import write_json
-from c3llm.core.config import field, in_range
-from c3llm.core.errors import CheckpointError, ConfigError, InputError, UnavailableError, did_you_mean
 from c3llm.app.evaluation import baselines
 from c3llm.app.evaluation.generate import CAPTIONS_FILE, read_captions, resynthesize
-from c3llm.scoring.reference_classifier import ReferenceTrainingConfig
-from c3llm.app.evaluation.report import lower_is_better
+from c3llm.app.evaluation.networks import (
+    AudioNetwork,
+    load_audios,
+    setup_networks,
+    setup_reference_classifier,
+)
+from c3llm.app.evaluation.scorer import Scorer, isc_splits, synthetic_rows
+from c3llm.app.evaluation.settings import EvaluateSection
+from c3llm.app.evaluation.verdict import ablations, verdict
+from c3llm.core.checkpoint import write_json
+from c3llm.core.errors import (
+    CheckpointError,
+    ConfigError,
+    InputError,
+    UnavailableError,
+)
 from c3llm.core.media import Audio, load_audio
 
 log = logging.getLogger(__name__)
@@ -50,48 +59,6 @@ GENERATED_SYSTEMS: dict[str, dict[str, tuple[str, str, str]]] = {
             "c3llm_pooled": ("v2a_pooled", "C3LLM, mean-pooled video", "ablation"),
             "codec": CODEC_CEILING},
 }
-#: metrics the per-frame vs mean-pooled video ablation is about (synchronisation).
-SYNC_METRICS = ("onset_acc", "onset_ap", "onset_f1", "event_count_acc")
-#: Metrics that score whether each output follows its own condition (paired with its clip),
-#: per task: the verdict compares the model with the baselines on these. FD and ISc score
-#: the set of clips only, which a random real recording samples perfectly; they are judged
-#: against the codec ceiling instead.
-CONDITIONED_METRICS = {
-    "t2a": ("kl", "kl_synth", "source_acc", "pitch_acc", "event_count_acc"),
-    "v2a": ("mkl", "mkl_synth", "onset_acc", "onset_ap", "source_acc", "onset_f1", "pitch_acc", "event_count_acc"),
-    "a2t": ("cider_d", "spice", "spider", "caption_source_acc", "caption_pitch_acc", "caption_count_acc",
-            "caption_attribute_acc"),
-}
-#: Of those, the paper's own (Table 1; ``*_synth`` = the same metric on the stand-in network).
-PAPER_METRICS = frozenset({"kl", "kl_synth", "mkl", "mkl_synth", "onset_acc", "onset_ap", "cider_d", "spice", "spider"})
-#: metadata keys that make a sample a synthetic-world clip with analytic ground truth.
-SYNTHETIC_KEYS = ("source", "onsets", "num_events", "pitch_hz")
-
-PANNS_HINT = ("needs PANNs CNN14 weights (Cnn14_mAP=0.431.pth, zenodo record 3987831): download them on a "
-              "machine with network access and set [evaluate] panns_checkpoint")
-VGGISH_HINT = ("needs VGGish weights (torchvggish vggish-10086976.pth): download them on a machine with network "
-               "access and set [evaluate] vggish_checkpoint")
-
-
-@attrs.frozen(kw_only=True)
-class EvaluateSection:
-    """The ``[evaluate]`` section: networks and tools behind the metrics, report size."""
-
-    reference_classifier: ReferenceTrainingConfig = field(
-        factory=ReferenceTrainingConfig,
-        help="training of the reference classifier behind the *_synth scores (labelled training data)")
-    panns_checkpoint: str | None = field(
-        None, path=True, help="PANNs CNN14 checkpoint (.pth/.safetensors): enables fd, kl, mkl, isc")
-    vggish_checkpoint: str | None = field(
-        None, path=True, help="torchvggish checkpoint (.pth/.safetensors): enables fad")
-    spice_jar: str | None = field(
-        None, path=True, help="spice-1.0.jar (CoreNLP 3.6.0 jars in lib/ beside it): enables spice, spider")
-    java: str = field("java", help="Java executable for SPICE")
-    isc_splits: int = field(10, validator=in_range(1), help="ISc splits (fewer when a set has fewer clips)")
-    num_examples: int = field(3, validator=in_range(0),
-                              help="clips per split shown in the report (spectrograms, playable samples)")
-    metrics: dict[str, dict[str, Any]] = field(
-        factory=dict, help="config overrides per metric, e.g. {synth_audio = {pitch_fmin = 80.0}, cider_d = {sigma = 6.0}}")
 
 
 # ---------------------------------------------------------------------------------------
@@ -142,233 +109,8 @@ def ensure_generated(ctx, splits: dict[str, list]) -> None:
 # Networks behind the audio metrics
 
 
-@attrs.define
-class AudioNetwork:
-    """A network the audio metrics run on; its outputs are cached per clip set."""
-
-    name: str  # synth-classifier | panns-cnn14 | vggish (the metric configs' ``embedder``)
-    model: Any
-    classifies: bool
-    _embeddings: dict[Any, np.ndarray] = attrs.field(factory=dict)
-    _logits: dict[Any, np.ndarray] = attrs.field(factory=dict)
-
-    def embed(self, key: Any, audios: Sequence[Audio]) -> np.ndarray:
-        if key not in self._embeddings:
-            self._embeddings[key] = self.model.embed(list(audios))
-        return self._embeddings[key]
-
-    def logits(self, key: Any, audios: Sequence[Audio]) -> np.ndarray:
-        if key not in self._logits:
-            self._logits[key] = self.model.logits(list(audios))
-        return self._logits[key]
-
-
-def load_audios(paths: Sequence[Path]) -> list[Audio]:
-    return [load_audio(p) for p in paths]
-
-
-def setup_reference_classifier(settings: EvaluateSection, train: Sequence, splits: dict[str, list],
-                               references: dict[str, list[Audio]], folder: Path) -> tuple[Any, dict[str, Any]]:
-    """Train (or reuse) the reference classifier on the training split's labels.
-
-    :return: the classifier (``None`` when the training data carry no labels) and its record for
-        results.json: accuracy on each evaluation split's reference audio (the first split's is
-        ``accuracy``), and the training report (its own stratified held-out accuracy).
-    """
-    from c3llm.scoring.reference_classifier import (
-        REPORT_FILE,
-        WEIGHTS_FILE,
-        ReferenceClassifier,
-        train_reference_classifier,
-    )
-
-    labels = [s.label for s in train]
-    if not train or any(label is None for label in labels) or len(set(labels)) < 2:
-        reason = ("the training split has no class labels (sample.label) to train the reference classifier on"
-                  if train else "no training split ([data.train]) to train the reference classifier on")
-        return None, {"available": False, "reason": reason}
-    if (folder / WEIGHTS_FILE).is_file():
-        log.info("evaluate: reusing the reference classifier in %s", folder)
-        classifier = ReferenceClassifier.from_directory(folder)
-        report_file = folder / REPORT_FILE
-        training = json.loads(report_file.read_text()) if report_file.is_file() else {}
-    else:
-        log.info("evaluate: training the reference classifier on %d labelled training clips", len(train))
-        classifier, training = train_reference_classifier(
-            load_audios([s.audio_path for s in train]), labels, settings.reference_classifier, folder)
-    accuracy = {}
-    for label, samples in splits.items():
-        known = [i for i, s in enumerate(samples) if s.label is not None]
-        if known:
-            predicted = classifier.predict([references[label][i] for i in known])
-            accuracy[label] = float(np.mean([predicted[k] == samples[i].label for k, i in enumerate(known)]))
-    first = next(iter(splits))
-    info = {"available": True, "path": str(folder), "labels": list(classifier.labels),
-            "accuracy": accuracy.get(first), "accuracy_split": first, "accuracy_per_split": accuracy,
-            "training": training}
-    log.info("evaluate: reference classifier accuracy on %s reference audio: %s", first, accuracy.get(first))
-    return classifier, info
-
-
-def setup_networks(settings: EvaluateSection, classifier: Any) -> tuple[list[AudioNetwork], dict[str, str]]:
-    """The audio networks available here, and the audio-network metrics that are not (with why)."""
-    from c3llm.scoring.embedders import PannsCnn14, VGGish
-
-    networks, unavailable = [], {}
-    if classifier is not None:
-        networks.append(AudioNetwork("synth-classifier", classifier, classifies=True))
-    else:
-        for name in ("fd_synth", "kl_synth", "mkl_synth", "isc_synth"):
-            unavailable[name] = "needs the reference classifier, which needs class labels on the training split"
-    if settings.panns_checkpoint:
-        networks.append(AudioNetwork("panns-cnn14", PannsCnn14.from_checkpoint(settings.panns_checkpoint),
-                                     classifies=True))
-    else:
-        unavailable.update({name: PANNS_HINT for name in ("fd", "kl", "mkl", "isc")})
-    if settings.vggish_checkpoint:
-        networks.append(AudioNetwork("vggish", VGGish.from_checkpoint(settings.vggish_checkpoint), classifies=False))
-    else:
-        unavailable["fad"] = VGGISH_HINT
-    return networks, unavailable
-
-
 # ---------------------------------------------------------------------------------------
 # Scoring
-
-
-def synthetic_rows(samples: Sequence) -> list[dict[str, Any]] | None:
-    """Metadata rows for the synthetic-world metrics, or ``None`` when the clips lack them."""
-    rows = []
-    for s in samples:
-        meta = dict(s.metadata or {})
-        if "source" not in meta and s.label is not None:
-            meta["source"] = s.label
-        if any(k not in meta for k in SYNTHETIC_KEYS):
-            return None
-        rows.append(meta)
-    return rows
-
-
-_reported: set[str] = set()
-
-
-def _attempt(metrics: dict[str, float], unavailable: dict[str, str], names: Sequence[str],
-             compute: Callable[[], dict[str, float]]) -> None:
-    """Run one metric computation; a metric that cannot run here is recorded with its reason
-    (and logged once per reason, not once per system)."""
-    try:
-        metrics.update({k: float(v) for k, v in compute().items()})
-    except (UnavailableError, InputError) as exc:
-        for name in names:
-            unavailable[name] = str(exc)
-        message = f"{'/'.join(names)} not computed: {exc}"
-        if message not in _reported:
-            _reported.add(message)
-            log.warning("evaluate: %s", message)
-
-
-def isc_splits(configured: int, num_clips: int, min_per_split: int = 2) -> int:
-    """ISc splits for a set: as configured, but each split keeps ``min_per_split`` clips (a
-    one-clip split scores exactly 1 whatever the audio)."""
-    return max(1, min(configured, num_clips // min_per_split))
-
-
-class Scorer:
-    """Computes the metrics of one system's outputs (audio or captions) on one split."""
-
-    def __init__(self, registry, networks: Sequence[AudioNetwork], settings: EvaluateSection,
-                 classifier: Any):
-        self.registry, self.networks, self.settings, self.classifier = registry, networks, settings, classifier
-        known = registry.names("metric")
-        for name in settings.metrics:
-            if name not in known:
-                raise ConfigError(f"evaluate.metrics: unknown metric {name!r}.{did_you_mean(name, known)} "
-                                  f"Metrics: {', '.join(known)}")
-        #: per-set scores of the metrics that do not depend on the task, by clip-set key
-        self._set_scores: dict[Any, tuple[dict[str, float], dict[str, str]]] = {}
-
-    def _metric(self, name: str, **params: Any):
-        spec = {"name": name, **params, **self.settings.metrics.get(name, {})}
-        return self.registry.build("metric", spec, where=f"evaluate.metrics.{name}")
-
-    def _cached(self, key: Any, metrics: dict[str, float], unavailable: dict[str, str],
-                compute: Callable[[dict[str, float], dict[str, str]], None]) -> None:
-        """Run ``compute`` once per clip set (the reference and chance sets recur across tasks)."""
-        if key not in self._set_scores:
-            m: dict[str, float] = {}
-            u: dict[str, str] = {}
-            compute(m, u)
-            self._set_scores[key] = (m, u)
-        metrics.update(self._set_scores[key][0])
-        unavailable.update(self._set_scores[key][1])
-
-    def _network_metric(self, name: str, network: AudioNetwork, **params: Any):
-        metric = self._metric(name, embedder=network.name, **params)
-        metric.use_network(network.model)
-        return metric
-
-    def audio(self, task: str, key: Any, audios: Sequence[Audio], *, reference_key: Any,
-              references: Sequence[Audio], ids: Sequence[str], rows: list[dict] | None,
-              ceiling: bool = False) -> tuple[dict[str, float], dict[str, str]]:
-        """FD, KL (T2A) / MKL (V2A), ISc for every network; onset acc/AP (V2A); the synthetic-world
-        metrics. ``ceiling``: the clips are the references themselves, so only the scores that do
-        not compare a clip with itself (ISc, metadata metrics) are computed."""
-        metrics: dict[str, float] = {}
-        unavailable: dict[str, str] = {}
-        n = len(audios)
-        for net in self.networks:
-            fad = self._network_metric("fad", net)
-            if not ceiling:
-                _attempt(metrics, unavailable, [fad.key()], lambda: fad.compute_from_embeddings(
-                    net.embed(key, audios), net.embed(reference_key, references)))
-            if not net.classifies:
-                continue
-            if not ceiling and task == "t2a":
-                kl = self._network_metric("kl", net)
-                _attempt(metrics, unavailable, [kl.key("kl")], lambda: kl.compute_from_logits(
-                    net.logits(key, audios), net.logits(reference_key, references)))
-            if not ceiling and task == "v2a":
-                mkl = self._network_metric("mkl", net)
-                _attempt(metrics, unavailable, [mkl.key("mkl")], lambda: mkl.compute_grouped_from_logits(
-                    net.logits(key, audios), list(ids), net.logits(reference_key, references), list(ids)))
-            isc = self._network_metric("isc", net, splits=isc_splits(self.settings.isc_splits, n))
-            if n < 2:
-                unavailable[isc.key("isc")] = f"ISc needs at least two clips, this set has {n}"
-            else:
-                _attempt(metrics, unavailable, [isc.key("isc")], lambda: isc.compute_from_logits(net.logits(key, audios)))
-        if task == "v2a" and not ceiling:
-            onset = self._metric("onset_acc")
-            self._cached(("onset", key, reference_key), metrics, unavailable, lambda m, u: _attempt(
-                m, u, ["onset_acc", "onset_ap"], lambda: onset.compute(list(audios), list(references))))
-        if rows is not None:
-            self._cached(("synth_audio", key), metrics, unavailable, lambda m, u: self._synth_audio(m, u, audios, rows))
-        return metrics, unavailable
-
-    def _synth_audio(self, metrics: dict[str, float], unavailable: dict[str, str], audios: Sequence[Audio],
-                     rows: list[dict]) -> None:
-        synth = self._metric("synth_audio", source_accuracy=self.classifier is not None)
-        if self.classifier is not None:
-            synth.use_network(self.classifier)
-        else:
-            unavailable["source_acc"] = "needs the reference classifier (class labels on the training split)"
-        _attempt(metrics, unavailable, ["source_acc", "onset_f1", "pitch_acc", "event_count_acc"],
-                 lambda: synth.compute(list(audios), rows))
-
-    def captions(self, predictions: Sequence[str], references: Sequence[Sequence[str]],
-                 rows: list[dict] | None) -> tuple[dict[str, float], dict[str, str]]:
-        """CIDEr-D, SPICE/SPIDEr (when the SPICE jar is configured) and the caption attributes."""
-        metrics: dict[str, float] = {}
-        unavailable: dict[str, str] = {}
-        cider = self._metric("cider_d")
-        _attempt(metrics, unavailable, ["cider_d"], lambda: cider.compute(list(predictions), list(references)))
-        spider = self._metric("spider", spice_jar=self.settings.spice_jar, java=self.settings.java)
-        _attempt(metrics, unavailable, ["spice", "spider"],
-                 lambda: {k: v for k, v in spider.compute(list(predictions), list(references)).items() if k != "cider_d"})
-        if rows is not None:
-            synth = self._metric("synth_captions")
-            _attempt(metrics, unavailable, ["caption_source_acc", "caption_pitch_acc", "caption_count_acc",
-                                            "caption_attribute_acc"], lambda: synth.compute(list(predictions), rows))
-        return metrics, unavailable
 
 
 def _system(label: str, kind: str, source: str, count: int, scored: tuple[dict, dict]) -> dict[str, Any]:
@@ -490,55 +232,6 @@ def evaluate_split(label: str, samples: list, references: list[Audio], gen_dir: 
             "verdict": verdict(tasks)}
 
 
-def verdict(tasks: dict[str, Any]) -> dict[str, Any]:
-    """Per task, the model against its strongest baseline on each conditioned metric.
-
-    :return: task -> {"metrics": [{metric, paper, model, baseline, baseline_value, ahead}],
-        "ahead": n, "of": m, "paper_ahead": n, "paper_of": m} (``paper``: one of the paper's metrics).
-    """
-    out: dict[str, Any] = {}
-    for task_key, task in tasks.items():
-        systems = task["systems"]
-        model = systems.get("c3llm")
-        rivals = {k: v for k, v in systems.items() if v["kind"] == "baseline"}
-        if model is None or not rivals:
-            continue
-        rows = []
-        for metric in CONDITIONED_METRICS.get(task_key, ()):
-            scored = [(v["metrics"][metric], v["label"]) for v in rivals.values() if metric in v["metrics"]]
-            if metric not in model["metrics"] or not scored:
-                continue
-            low = lower_is_better(metric)
-            best_value, best_label = (min if low else max)(scored, key=lambda pair: pair[0])
-            value = model["metrics"][metric]
-            rows.append({"metric": metric, "paper": metric in PAPER_METRICS, "model": value, "baseline": best_label,
-                         "baseline_value": best_value, "ahead": bool(value < best_value if low else value > best_value)})
-        paper = [r for r in rows if r["paper"]]
-        out[task_key] = {"metrics": rows, "ahead": sum(r["ahead"] for r in rows), "of": len(rows),
-                         "paper_ahead": sum(r["ahead"] for r in paper), "paper_of": len(paper)}
-    return out
-
-
-def _compare(a: dict[str, float], b: dict[str, float], names: Sequence[str] | None, keys: tuple[str, str]) -> dict:
-    common = [k for k in a if k in b and not k.endswith("_std") and (names is None or k in names)]
-    return {k: {keys[0]: a[k], keys[1]: b[k], "delta": a[k] - b[k]} for k in common}
-
-
-def ablations(tasks: dict[str, Any]) -> dict[str, Any]:
-    """With vs without the NAR refiner (T2A, V2A); per-frame vs mean-pooled video (V2A sync)."""
-    out: dict[str, Any] = {"nar": {}, "video_pooling": {}}
-    for task in ("t2a", "v2a"):
-        systems = tasks.get(task, {}).get("systems", {})
-        if "c3llm" in systems and "c3llm_no_nar" in systems:
-            out["nar"][task] = _compare(systems["c3llm"]["metrics"], systems["c3llm_no_nar"]["metrics"], None,
-                                        ("with_nar", "without_nar"))
-    v2a = tasks.get("v2a", {}).get("systems", {})
-    if "c3llm" in v2a and "c3llm_pooled" in v2a:
-        out["video_pooling"]["v2a"] = _compare(v2a["c3llm"]["metrics"], v2a["c3llm_pooled"]["metrics"], SYNC_METRICS,
-                                               ("per_frame", "mean_pooled"))
-    return out
-
-
 def _finite(value: Any) -> Any:
     """JSON-safe copy: non-finite floats become ``None`` (JSON has no NaN)."""
     if isinstance(value, dict):
@@ -560,7 +253,8 @@ def evaluate_run(ctx) -> dict[str, Any]:
     :param ctx: a :class:`c3llm.app.stages.RunContext`.
     :return: the results (as written to results.json).
     """
-    from c3llm.app.evaluation.report import collect_examples, write_report
+    from c3llm.app.evaluation.figures import collect_examples
+    from c3llm.app.evaluation.report import write_report
 
     started = time.perf_counter()
     settings = ctx.config.sections.get("evaluate") or EvaluateSection()

@@ -20,16 +20,15 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 import attrs
-import numpy as np
 import torch
 
-from c3llm.app.features.cache import FeatureCache, describe_extractor, key_of
+from c3llm.app.features.cache import FeatureCache
 from c3llm.core.errors import (
     C3LLMError,
     CheckpointError,
@@ -37,8 +36,8 @@ from c3llm.core.errors import (
     MediaError,
     did_you_mean,
 )
-from c3llm.core.media import Audio, Video, load_audio, load_video
-from c3llm.core.roles.dataset import Sample, SkippedItem
+from c3llm.core.media import Audio, Video, load_audio, load_audio_track, load_video
+from c3llm.core.roles.dataset import Sample
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +131,7 @@ def extractors(model: Any, kinds: Sequence[str] = KINDS) -> tuple[dict[str, tupl
 
     The recipe (how media become the component's input) is part of the cache key.
     """
-    kinds = _check_kinds(kinds)
+    kinds = check_kinds(kinds)
     found: dict[str, tuple[Any, dict]] = {}
     missing: dict[str, str] = {}
     encoders = getattr(model, "encoders", None) or {}
@@ -183,7 +182,7 @@ def prepare_features(
         raise InputError(f"feature_dtype must be torch.float32 or torch.float16, got {feature_dtype}")
     started = time.perf_counter()
     cache_root = Path(cache_root)
-    samples, duplicates = _unique(samples)
+    samples, duplicates = unique_samples(samples)
     found, missing = extractors(model, kinds)
     caches = {kind: FeatureCache.for_component(cache_root, kind, component, recipe=recipe)
               for kind, (component, recipe) in found.items()}
@@ -351,145 +350,13 @@ class _Work:
         log.debug("prepare: %s %s failed: %s", id, kind, reason)
 
 
-# ---------------------------------------------------------------------------------------
-# Reading prepared features back
-
-
-class PreparedDataset(Sequence):
-    """Samples with their cached tensors, read lazily (one entry file per kind per item).
-
-    Items are dicts: ``id``, ``split``, ``captions``, ``label``, ``metadata`` and, for each
-    kind present, ``codes`` ``(Q, S)`` long / ``audio`` ``(N, D)`` float32 /
-    ``video`` ``(N, D)`` float32. :attr:`skipped` lists the samples left out and why.
-    """
-
-    def __init__(self, samples: Sequence[Sample], present: Sequence[tuple[str, ...]],
-                 caches: Mapping[str, FeatureCache], skipped: list[SkippedItem]):
-        self.samples = list(samples)
-        self.present = list(present)
-        self.caches = dict(caches)
-        self.skipped = skipped
-
-    def __len__(self) -> int:
-        return len(self.samples)
-
-    def __getitem__(self, index: int) -> dict[str, Any]:  # type: ignore[override]
-        sample = self.samples[index]
-        item: dict[str, Any] = {
-            "id": sample.id, "split": sample.split, "captions": sample.captions,
-            "label": sample.label, "metadata": sample.metadata,
-        }
-        for kind in self.present[index]:
-            tensors = self.caches[kind].get(sample.id)
-            item[kind] = tensors["codes"].long() if kind == "codes" else tensors["features"].float()
-        return item
-
-    def __iter__(self) -> Iterator[dict[str, Any]]:
-        for index in range(len(self)):
-            yield self[index]
-
-
-def load_prepared(
-    cache_root: str | Path,
-    model: Any,
-    samples: Iterable[Sample],
-    kinds: Sequence[str] = KINDS,
-    *,
-    require: Sequence[str] = (),
-) -> PreparedDataset:
-    """The prepared features of ``samples`` for ``model`` (same extractors, same keys).
-
-    :param kinds: kinds to load where present; a kind the model cannot make, or that was
-        never prepared with this model's extractor, is left out (logged).
-    :param require: kinds every returned sample must have (e.g. ``("codes", "video")`` for
-        video-to-audio); samples missing one are skipped and listed in ``skipped``.
-    :raises CheckpointError: a required kind was never prepared for this extractor.
-    """
-    kinds = _check_kinds(kinds)
-    require = _check_kinds(require)
-    wanted = list(dict.fromkeys([*kinds, *require]))
-    found, missing = extractors(model, wanted)
-    for kind in require:
-        if kind in missing:
-            raise InputError(f"load_prepared requires {kind!r} but {missing[kind]}")
-    caches: dict[str, FeatureCache] = {}
-    for kind, (component, recipe) in found.items():
-        description = describe_extractor(kind, component, recipe=recipe)
-        key = key_of(description)
-        if not (Path(cache_root) / key).is_dir():
-            message = (f"no {kind} features prepared under {Path(cache_root) / key} for this model's "
-                       f"extractor (a changed config or retrained component has a new key); run prepare first")
-            if kind in require:
-                raise CheckpointError(message)
-            log.warning("load_prepared: %s", message)
-            continue
-        caches[kind] = FeatureCache(cache_root, key)
-    kept, present, skipped = [], [], []
-    for sample in _unique(samples)[0]:
-        have = tuple(kind for kind in caches if caches[kind].has(sample.id))
-        lacking = [kind for kind in require if kind not in have]
-        if lacking or not have:
-            skipped.append(SkippedItem(sample.id, f"no cached {', '.join(lacking or kinds)} (failed or not prepared)"))
-            continue
-        kept.append(sample)
-        present.append(have)
-    if skipped:
-        log.warning("load_prepared: %d sample(s) skipped for lack of cached features, e.g. %s: %s",
-                    len(skipped), skipped[0].id, skipped[0].reason)
-    log.info("load_prepared: %d sample(s) with %s", len(kept), ", ".join(caches) or "nothing")
-    return PreparedDataset(kept, present, caches, skipped)
-
-
-# ---------------------------------------------------------------------------------------
-# Media helpers
-
-
-def load_audio_track(path: str | Path) -> Audio:
-    """The first audio stream of a video (or any container PyAV reads) as float32 ``(C, T)``."""
-    import av
-
-    path = Path(path)
-    if not path.is_file():
-        raise MediaError(f"video file not found: {path}")
-    if path.stat().st_size == 0:
-        raise MediaError(f"video file is empty (0 bytes): {path}")
-    chunks: list[np.ndarray] = []
-    try:
-        with av.open(str(path)) as container:
-            if not container.streams.audio:
-                raise MediaError(f"{path} has no audio track; give the sample a separate audio file")
-            stream = container.streams.audio[0]
-            resampler = av.AudioResampler(format="fltp")  # planar float, same layout and rate
-            rate = None
-            for frame in container.decode(stream):
-                for out in resampler.resample(frame):
-                    rate = out.sample_rate
-                    chunks.append(out.to_ndarray())  # (C, n)
-            for out in resampler.resample(None):
-                chunks.append(out.to_ndarray())
-    except MediaError:
-        raise
-    except Exception as exc:  # av.error.InvalidDataError and friends
-        raise MediaError(f"cannot decode the audio track of {path}: {exc}") from exc
-    if not chunks or rate is None:
-        raise MediaError(f"the audio track of {path} holds no samples")
-    data = np.concatenate(chunks, axis=1).astype(np.float32, copy=False)
-    if not np.isfinite(data).all():
-        raise MediaError(f"the audio track of {path} contains NaN or infinite samples")
-    return Audio(torch.from_numpy(np.ascontiguousarray(data)), int(rate))
-
-
 def _load_sample_audio(sample: Sample) -> Audio:
     if sample.audio_path is not None:
         return load_audio(sample.audio_path)
     return load_audio_track(sample.video_path)
 
 
-# ---------------------------------------------------------------------------------------
-# Small helpers
-
-
-def _check_kinds(kinds: Sequence[str]) -> list[str]:
+def check_kinds(kinds: Sequence[str]) -> list[str]:
     if isinstance(kinds, str):
         kinds = [kinds]
     for kind in kinds:
@@ -498,7 +365,7 @@ def _check_kinds(kinds: Sequence[str]) -> list[str]:
     return list(dict.fromkeys(kinds))
 
 
-def _unique(samples: Iterable[Sample]) -> tuple[list[Sample], list[str]]:
+def unique_samples(samples: Iterable[Sample]) -> tuple[list[Sample], list[str]]:
     seen: set[str] = set()
     unique, duplicates = [], []
     for sample in samples:

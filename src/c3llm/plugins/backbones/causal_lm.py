@@ -21,27 +21,34 @@ import abc
 import functools
 import inspect
 import logging
-import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-import attrs
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from c3llm.core.config import field, in_range, one_of
 from c3llm.core.errors import (
     C3LLMError,
     CheckpointError,
     ConfigError,
     IncompatibleComponentsError,
     InputError,
-    UnavailableError,
 )
 from c3llm.core.roles.backbone import Backbone, BackboneOutput, SpecialTokens
 from c3llm.core.roles.base import state_mismatch
+from c3llm.plugins.backbones.adapters import wrap_for_training
+from c3llm.plugins.backbones.causal_lm_config import (
+    DTYPES,
+    CausalLMConfig,
+)
+from c3llm.plugins.backbones.hf_source import (
+    load_pretrained_tokenizer,
+    read_hf_config,
+    resolve_source,
+    unavailable,
+)
 
 if TYPE_CHECKING:
     from tokenizers import Tokenizer
@@ -51,9 +58,6 @@ log = logging.getLogger(__name__)
 
 #: The modality markers, added right after the acoustic tokens (in this order).
 MARKERS: tuple[str, ...] = ("<Audio>", "</Audio>", "<Video>", "</Video>")
-_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-#: Modules whose new rows train through peft's trainable tokens, never through LoRA.
-_EMBEDDING_MODULES = ("embed_tokens", "lm_head")
 
 
 @functools.cache
@@ -67,77 +71,6 @@ def _cache_argument(decoder_cls: type) -> str:
 def acoustic_token(code: int) -> str:
     """The text form of acoustic code ``code``: ``<a_{code}>``."""
     return f"<a_{code}>"
-
-
-@attrs.frozen(kw_only=True)
-class CausalLMConfig:
-    """Config shared by the transformers causal-LM backbones (one subclass per plugin)."""
-
-    pretrained: str | None = field(
-        None,
-        help="local Hugging Face model directory (or a hub id when online); unset: the random "
-        "`preset`. Not resolved against the config folder, so hub ids pass through: give an "
-        "absolute path for local directories.",
-    )
-    preset: str = field("tiny", help="random-init architecture used when `pretrained` is unset",
-                        validator=one_of("tiny"))
-    hidden_size: int | None = field(None, help="preset width D (unset: the plugin's tiny default)",
-                                    validator=in_range(8))
-    num_layers: int | None = field(None, help="preset transformer layers", validator=in_range(1))
-    num_heads: int | None = field(None, help="preset attention heads", validator=in_range(1))
-    num_kv_heads: int | None = field(None, help="preset key/value heads (grouped-query attention)",
-                                     validator=in_range(1))
-    intermediate_size: int | None = field(None, help="preset MLP width", validator=in_range(1))
-    vocab_rows: int | None = field(
-        None,
-        help="preset embedding/head rows, at least the tokenizer's size (unset: exactly the "
-        "tokenizer's size); e.g. 256000 to give a tiny model Gemma's head cost",
-        validator=in_range(1),
-    )
-    mode: str = field(
-        "lora",
-        help="'lora': LoRA on `lora_targets` + the new token rows train, all else frozen; "
-        "'full': every weight trains; 'frozen': only the new token rows train",
-        validator=one_of("lora", "full", "frozen"),
-    )
-    lora_r: int = field(8, help="LoRA rank", validator=in_range(1))
-    lora_alpha: float = field(16.0, help="LoRA scaling numerator (scale = alpha / r)",
-                              validator=in_range(0.0, low_open=True))
-    lora_dropout: float = field(0.05, help="dropout on the LoRA input", validator=in_range(0.0, 1.0))
-    lora_targets: tuple[str, ...] = field(
-        ("q_proj", "k_proj", "v_proj", "o_proj"),
-        help="module names LoRA wraps (default: the attention projections)",
-    )
-    tokenizer_path: str | None = field(
-        None,
-        help="tokenizer.json to use (written by export_assets); unset: the pretrained "
-        "directory's, or one trained on `tokenizer_corpus` for the preset",
-        path=True,
-    )
-    tokenizer_corpus: tuple[str, ...] = field(
-        (), help="captions the preset tokenizer is trained on (empty: a built-in corpus)"
-    )
-    tokenizer_vocab_size: int = field(512, help="largest vocabulary of the trained preset tokenizer",
-                                      validator=in_range(64))
-    dtype: str = field("float32", help="weight dtype", validator=one_of(*_DTYPES))
-
-    def __attrs_post_init__(self) -> None:
-        if not self.lora_targets:
-            raise ValueError("lora_targets must name at least one module, e.g. ['q_proj', 'v_proj']")
-        clash = [t for t in self.lora_targets if t in _EMBEDDING_MODULES]
-        if clash:
-            raise ValueError(
-                f"lora_targets must not contain {clash}: the new token rows of the embedding and "
-                "head already train (trainable tokens); use mode = 'full' to train them entirely"
-            )
-        if self.pretrained is not None:
-            dims = ("hidden_size", "num_layers", "num_heads", "num_kv_heads", "intermediate_size", "vocab_rows")
-            given = [d for d in dims if getattr(self, d) is not None]
-            if given:
-                raise ValueError(
-                    f"{', '.join(given)} only shape the random preset, but pretrained = "
-                    f"{self.pretrained!r} fixes the architecture; remove them or unset pretrained"
-                )
 
 
 class CausalLMBackbone(Backbone, nn.Module):
@@ -191,7 +124,7 @@ class CausalLMBackbone(Backbone, nn.Module):
         if self.config.pretrained is None:
             return self._preset_dims()["hidden_size"]
         if self._pretrained_hidden_size is None:
-            self._pretrained_hidden_size = int(self._read_hf_config().get_text_config().hidden_size)
+            self._pretrained_hidden_size = int(read_hf_config(self.model_type, str(self.config.pretrained)).get_text_config().hidden_size)
         return self._pretrained_hidden_size
 
     def _preset_dims(self) -> dict[str, int]:
@@ -232,7 +165,7 @@ class CausalLMBackbone(Backbone, nn.Module):
             rows = self.config.vocab_rows
         hf_config = self.preset_hf_config(self._preset_dims(), rows, ids)
         model = self.hf_model_class()(hf_config)
-        self._install(model.to(_DTYPES[self.config.dtype]), tokenizer)
+        self._install(model.to(DTYPES[self.config.dtype]), tokenizer)
 
     def _install(self, model: nn.Module, tokenizer: Tokenizer) -> None:
         self.model = model
@@ -256,8 +189,8 @@ class CausalLMBackbone(Backbone, nn.Module):
 
                 self._build_preset(load_tokenizer(cfg.tokenizer_path))
             return
-        source = self._resolve_source()
-        hf_config = self._read_hf_config()
+        source = resolve_source(str(cfg.pretrained))
+        hf_config = read_hf_config(self.model_type, str(cfg.pretrained))
         kind = getattr(hf_config, "model_type", None)
         if kind != self.model_type:
             raise IncompatibleComponentsError(
@@ -265,72 +198,13 @@ class CausalLMBackbone(Backbone, nn.Module):
                 f"loads {self.model_type!r} models; choose the backbone plugin for {kind!r}"
             )
         try:
-            model = self.hf_model_class().from_pretrained(source, dtype=_DTYPES[cfg.dtype])
+            model = self.hf_model_class().from_pretrained(source, dtype=DTYPES[cfg.dtype])
         except OSError as exc:
-            raise self._unavailable(exc) from exc
-        tokenizer = self._load_pretrained_tokenizer(source)
+            raise unavailable(self.model_type, str(cfg.pretrained), exc) from exc
+        tokenizer = load_pretrained_tokenizer(self.model_type, str(cfg.pretrained), source, cfg.tokenizer_path)
         log.info("loaded %s backbone from %s (%d parameters)", self.model_type, source,
                  sum(p.numel() for p in model.parameters()))
         self._install(model, tokenizer)
-
-    def _resolve_source(self) -> str:
-        """``pretrained`` as a local directory, or as a hub id when it is not a path."""
-        name = str(self.config.pretrained)
-        path = Path(name).expanduser()
-        if path.exists():
-            if not (path / "config.json").is_file():
-                raise CheckpointError(
-                    f"backbone.pretrained = {name!r} is not a Hugging Face model directory "
-                    "(no config.json); point it at the folder save_pretrained wrote"
-                )
-            return str(path)
-        # Hub ids are "org/name"; anything else path-like is a missing local directory.
-        looks_local = name.startswith((".", "/", "~")) or name.count("/") > 1 or "\\" in name
-        if looks_local:
-            raise UnavailableError(
-                f"backbone.pretrained directory not found: {name!r}. Download the model on a "
-                "machine with network access and pass the local directory."
-            )
-        return name
-
-    def _unavailable(self, exc: Exception) -> UnavailableError:
-        name = self.config.pretrained
-        return UnavailableError(
-            f"cannot load the {self.model_type} backbone {name!r}: {type(exc).__name__}: {exc}. "
-            "This machine cannot download it from the Hugging Face hub; download it elsewhere "
-            f"(e.g. `huggingface-cli download {name} --local-dir DIR`), copy DIR here and set "
-            "backbone.pretrained = DIR (an absolute local path)."
-        )
-
-    def _read_hf_config(self) -> PretrainedConfig:
-        from transformers import AutoConfig
-
-        source = self._resolve_source()
-        try:
-            return AutoConfig.from_pretrained(source)
-        except OSError as exc:
-            raise self._unavailable(exc) from exc
-
-    def _load_pretrained_tokenizer(self, source: str) -> Tokenizer:
-        from c3llm.plugins.backbones.text_tokenizer import load_tokenizer
-
-        if self.config.tokenizer_path is not None:
-            return load_tokenizer(self.config.tokenizer_path)
-        local = Path(source)
-        if local.is_dir():
-            if not (local / "tokenizer.json").is_file():
-                raise CheckpointError(
-                    f"{local} has no tokenizer.json (a fast tokenizer). Convert it once with "
-                    "transformers: AutoTokenizer.from_pretrained(DIR).save_pretrained(DIR), or set "
-                    "backbone.tokenizer_path"
-                )
-            return load_tokenizer(local / "tokenizer.json")
-        try:
-            from huggingface_hub import hf_hub_download
-
-            return load_tokenizer(hf_hub_download(source, "tokenizer.json"))
-        except OSError as exc:
-            raise self._unavailable(exc) from exc
 
     # -- state checks -----------------------------------------------------------------------------
 
@@ -436,35 +310,7 @@ class CausalLMBackbone(Backbone, nn.Module):
 
     def _setup_training(self) -> None:
         """Mark what trains: see ``CausalLMConfig.mode``."""
-        cfg = self.config
-        if cfg.mode == "full":
-            self.model.requires_grad_(True)
-            return
-        from peft import LoraConfig, TrainableTokensConfig, get_peft_model
-
-        # Tied head (Gemma): peft ties the head's trainable rows to the embedding's.
-        targets = ["embed_tokens"] if self._tied_head else ["embed_tokens", "lm_head"]
-        if cfg.mode == "lora":
-            peft_config = LoraConfig(
-                r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
-                target_modules=list(cfg.lora_targets), bias="none",
-                trainable_token_indices={name: list(self._new_token_ids) for name in targets},
-            )
-        else:  # frozen
-            peft_config = TrainableTokensConfig(token_indices=list(self._new_token_ids), target_modules=targets)
-        try:
-            with warnings.catch_warnings():
-                # TrainableTokens does tie the head's rows to the embedding's (tests check the
-                # tied logits and the merge); peft's generic warning says otherwise.
-                warnings.filterwarnings("ignore", message=".*no implementation exists to tie the adapters")
-                warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated")
-                self.model = get_peft_model(self.model, peft_config)
-        except ValueError as exc:
-            if "Target modules" in str(exc):
-                raise ConfigError(f"lora_targets {list(cfg.lora_targets)} match no module of the model: {exc}") from exc
-            raise
-
-    # -- text -------------------------------------------------------------------------------------
+        self.model = wrap_for_training(self.model, self.config, self._new_token_ids, self._tied_head)
 
     def tokenize(self, texts: Sequence[str]) -> list[list[int]]:
         self._require_model()

@@ -19,10 +19,9 @@ from __future__ import annotations
 import json
 import logging
 import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
-
-from collections.abc import Sequence
 
 import attrs
 import torch

@@ -19,9 +19,9 @@ import numpy as np
 
 from c3llm.core.config import field, in_range
 from c3llm.core.errors import InputError
-from c3llm.scoring.caption_tokenizer import make_tokenizer
 from c3llm.core.hookspecs import hookimpl
 from c3llm.core.roles.metric import Metric
+from c3llm.scoring.caption_tokenizer import make_tokenizer
 
 NGram = tuple[str, ...]
 

@@ -21,10 +21,10 @@ import numpy as np
 
 from c3llm.core.config import field, in_range
 from c3llm.core.errors import InputError
-from c3llm.scoring.embedders import VGGish
-from c3llm.scoring.network_metric import NetworkMetric
 from c3llm.core.hookspecs import hookimpl
 from c3llm.core.media import Audio
+from c3llm.scoring.embedders import VGGish
+from c3llm.scoring.network_metric import NetworkMetric
 
 log = logging.getLogger(__name__)
 

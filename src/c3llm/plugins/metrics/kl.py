@@ -17,9 +17,9 @@ import numpy as np
 
 from c3llm.core.config import field
 from c3llm.core.errors import InputError
-from c3llm.scoring.network_metric import NetworkMetric
 from c3llm.core.hookspecs import hookimpl
 from c3llm.core.media import Audio
+from c3llm.scoring.network_metric import NetworkMetric
 
 
 def log_softmax(logits: np.ndarray) -> np.ndarray:

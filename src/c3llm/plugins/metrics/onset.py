@@ -30,10 +30,10 @@ import numpy as np
 
 from c3llm.core.config import field, in_range
 from c3llm.core.errors import InputError
-from c3llm.scoring.signal import detect_onsets
 from c3llm.core.hookspecs import hookimpl
 from c3llm.core.media import Audio
 from c3llm.core.roles.metric import Metric
+from c3llm.scoring.signal import detect_onsets
 
 SAMPLE_RATE = 22050
 

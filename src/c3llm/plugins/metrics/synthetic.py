@@ -31,10 +31,10 @@ import numpy as np
 
 from c3llm.core.config import field, in_range
 from c3llm.core.errors import InputError, UnavailableError
-from c3llm.scoring.signal import detect_onsets, estimate_pitch
 from c3llm.core.hookspecs import hookimpl
 from c3llm.core.media import Audio
 from c3llm.core.roles.metric import Metric
+from c3llm.scoring.signal import detect_onsets, estimate_pitch
 
 log = logging.getLogger(__name__)
 

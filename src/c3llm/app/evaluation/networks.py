@@ -1,0 +1,117 @@
+"""The audio networks behind FD / KL / MKL / ISc in an evaluation run: the reference
+classifier trained on the training split's labels, and PANNs CNN14 / VGGish when the
+``[evaluate]`` section names their checkpoints."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import attrs
+import numpy as np
+
+from c3llm.app.evaluation.settings import EvaluateSection
+from c3llm.core.media import Audio, load_audio
+
+log = logging.getLogger(__name__)
+
+
+PANNS_HINT = ("needs PANNs CNN14 weights (Cnn14_mAP=0.431.pth, zenodo record 3987831): download them on a "
+              "machine with network access and set [evaluate] panns_checkpoint")
+
+
+VGGISH_HINT = ("needs VGGish weights (torchvggish vggish-10086976.pth): download them on a machine with network "
+               "access and set [evaluate] vggish_checkpoint")
+
+
+@attrs.define
+class AudioNetwork:
+    """A network the audio metrics run on; its outputs are cached per clip set."""
+
+    name: str  # synth-classifier | panns-cnn14 | vggish (the metric configs' ``embedder``)
+    model: Any
+    classifies: bool
+    _embeddings: dict[Any, np.ndarray] = attrs.field(factory=dict)
+    _logits: dict[Any, np.ndarray] = attrs.field(factory=dict)
+
+    def embed(self, key: Any, audios: Sequence[Audio]) -> np.ndarray:
+        if key not in self._embeddings:
+            self._embeddings[key] = self.model.embed(list(audios))
+        return self._embeddings[key]
+
+    def logits(self, key: Any, audios: Sequence[Audio]) -> np.ndarray:
+        if key not in self._logits:
+            self._logits[key] = self.model.logits(list(audios))
+        return self._logits[key]
+
+
+def load_audios(paths: Sequence[Path]) -> list[Audio]:
+    return [load_audio(p) for p in paths]
+
+
+def setup_reference_classifier(settings: EvaluateSection, train: Sequence, splits: dict[str, list],
+                               references: dict[str, list[Audio]], folder: Path) -> tuple[Any, dict[str, Any]]:
+    """Train (or reuse) the reference classifier on the training split's labels.
+
+    :return: the classifier (``None`` when the training data carry no labels) and its record for
+        results.json: accuracy on each evaluation split's reference audio (the first split's is
+        ``accuracy``), and the training report (its own stratified held-out accuracy).
+    """
+    from c3llm.scoring.reference_classifier import (
+        REPORT_FILE,
+        WEIGHTS_FILE,
+        ReferenceClassifier,
+        train_reference_classifier,
+    )
+
+    labels = [s.label for s in train]
+    if not train or any(label is None for label in labels) or len(set(labels)) < 2:
+        reason = ("the training split has no class labels (sample.label) to train the reference classifier on"
+                  if train else "no training split ([data.train]) to train the reference classifier on")
+        return None, {"available": False, "reason": reason}
+    if (folder / WEIGHTS_FILE).is_file():
+        log.info("evaluate: reusing the reference classifier in %s", folder)
+        classifier = ReferenceClassifier.from_directory(folder)
+        report_file = folder / REPORT_FILE
+        training = json.loads(report_file.read_text()) if report_file.is_file() else {}
+    else:
+        log.info("evaluate: training the reference classifier on %d labelled training clips", len(train))
+        classifier, training = train_reference_classifier(
+            load_audios([s.audio_path for s in train]), labels, settings.reference_classifier, folder)
+    accuracy = {}
+    for label, samples in splits.items():
+        known = [i for i, s in enumerate(samples) if s.label is not None]
+        if known:
+            predicted = classifier.predict([references[label][i] for i in known])
+            accuracy[label] = float(np.mean([predicted[k] == samples[i].label for k, i in enumerate(known)]))
+    first = next(iter(splits))
+    info = {"available": True, "path": str(folder), "labels": list(classifier.labels),
+            "accuracy": accuracy.get(first), "accuracy_split": first, "accuracy_per_split": accuracy,
+            "training": training}
+    log.info("evaluate: reference classifier accuracy on %s reference audio: %s", first, accuracy.get(first))
+    return classifier, info
+
+
+def setup_networks(settings: EvaluateSection, classifier: Any) -> tuple[list[AudioNetwork], dict[str, str]]:
+    """The audio networks available here, and the audio-network metrics that are not (with why)."""
+    from c3llm.scoring.embedders import PannsCnn14, VGGish
+
+    networks, unavailable = [], {}
+    if classifier is not None:
+        networks.append(AudioNetwork("synth-classifier", classifier, classifies=True))
+    else:
+        for name in ("fd_synth", "kl_synth", "mkl_synth", "isc_synth"):
+            unavailable[name] = "needs the reference classifier, which needs class labels on the training split"
+    if settings.panns_checkpoint:
+        networks.append(AudioNetwork("panns-cnn14", PannsCnn14.from_checkpoint(settings.panns_checkpoint),
+                                     classifies=True))
+    else:
+        unavailable.update({name: PANNS_HINT for name in ("fd", "kl", "mkl", "isc")})
+    if settings.vggish_checkpoint:
+        networks.append(AudioNetwork("vggish", VGGish.from_checkpoint(settings.vggish_checkpoint), classifies=False))
+    else:
+        unavailable["fad"] = VGGISH_HINT
+    return networks, unavailable
