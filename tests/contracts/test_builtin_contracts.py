@@ -11,6 +11,7 @@ import torch
 
 from c3llm.core.media import Audio
 from c3llm.core.registry import get_registry
+from c3llm.core.roles import FittableDecoder, TrainableDecoder
 from c3llm.testing import contracts
 
 DECODERS = {"encodec": {"preset": "tiny"}, "melvq": {"codebook_size": 16, "griffin_lim_iters": 4}}
@@ -55,6 +56,25 @@ def test_every_builtin_has_a_contract_case():
 @pytest.mark.parametrize("name", sorted(DECODERS))
 def test_decoder_contract(name):
     contracts.check_decoder(get_registry().build("decoder", {"name": name, **DECODERS[name]}))
+
+
+def _reload_decoder(name: str):
+    def reload(directory):
+        codec = get_registry().build("decoder", {"name": name, **DECODERS[name], "pretrained": str(directory)})
+        codec.load_pretrained()
+        return codec
+    return reload
+
+
+@pytest.mark.parametrize("name", sorted(DECODERS))
+def test_trainable_codec_contract(name):
+    """Every built-in codec declares how train-codec teaches it, and passes that contract."""
+    codec = get_registry().build("decoder", {"name": name, **DECODERS[name]})
+    if isinstance(codec, TrainableDecoder):
+        contracts.check_trainable_decoder(codec, _reload_decoder(name))
+    else:
+        assert isinstance(codec, FittableDecoder), f"{name}: train-codec cannot teach it (neither contract)"
+        contracts.check_fittable_decoder(codec, _reload_decoder(name))
 
 
 @pytest.mark.parametrize("name", sorted(ENCODERS))

@@ -148,7 +148,7 @@ def test_training_refuses_unusable_data(tiny_config, tmp_path):
         train_codec(codec, [tmp_path / "missing.wav", tmp_path / "also_missing.wav"], config, tmp_path, progress=False)
     with pytest.raises(InputError, match="cannot train on a dict"):
         train_codec(codec, [{"x": 1}], config, tmp_path, progress=False)
-    with pytest.raises(PluginError, match="no training_forward"):
+    with pytest.raises(PluginError, match="TrainableDecoder"):
         train_codec(object(), [], config, tmp_path, progress=False)
 
 

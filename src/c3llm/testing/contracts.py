@@ -15,7 +15,9 @@ forward). It raises ``AssertionError`` with a message naming the broken promise.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -27,9 +29,11 @@ from c3llm.core.roles import (
     Decoder,
     Encoder,
     Features,
+    FittableDecoder,
     Metric,
     Refiner,
     Sample,
+    TrainableDecoder,
 )
 
 
@@ -57,6 +61,59 @@ def check_decoder(codec: Decoder, *, seconds: float = 0.5) -> None:
     assert first.shape == out.shape, "decoding the first codebook only must give the same shape"
     assert torch.isfinite(out).all(), "decode produced non-finite samples"
     assert codec.frames_for(1.0) == math.ceil(codec.frame_rate - 1e-6)
+
+
+def _check_saved_codec_reloads(codec: Decoder, reload: Callable[[Path], Decoder], wav: torch.Tensor) -> None:
+    codec.eval()
+    with torch.no_grad():
+        codes = codec.encode(wav)
+        audio = codec.decode(codes)
+    with tempfile.TemporaryDirectory() as tmp:
+        codec.save_pretrained(Path(tmp) / "codec")
+        other = reload(Path(tmp) / "codec")
+        other.eval()
+        with torch.no_grad():
+            assert torch.equal(other.encode(wav), codes), "a reloaded codec must encode exactly as the one saved"
+            assert torch.allclose(other.decode(codes), audio, atol=1e-5), "a reloaded codec must decode as the one saved"
+
+
+def check_trainable_decoder(codec: TrainableDecoder, reload: Callable[[Path], Decoder], *, seconds: float = 0.25) -> None:
+    """What ``train-codec`` calls on a gradient-trained codec (:class:`TrainableDecoder`).
+
+    :param reload: builds the same plugin from a directory its ``save_pretrained`` wrote
+        (e.g. ``lambda d: MyCodec(MyConfig(pretrained=str(d)))`` plus ``load_pretrained()``).
+    """
+    assert isinstance(codec, TrainableDecoder), "a codec train-codec trains by gradient must be a TrainableDecoder"
+    check_decoder(codec)
+    assert isinstance(codec.total_codebooks, int) and codec.total_codebooks >= codec.num_codebooks, \
+        "total_codebooks must be an int >= num_codebooks"
+    params = [p for p in codec.parameters() if p.requires_grad]
+    assert params, "a TrainableDecoder needs parameters that require grad"
+    g = torch.Generator().manual_seed(0)
+    wav = 0.1 * torch.randn(2, codec.channels, int(seconds * codec.sample_rate), generator=g)  # (B, C, T)
+    codec.train()
+    rule = dict(codebook_decay=0.9, kmeans_iters=2, dead_code_threshold=0.5)
+    recon, commitment = codec.training_forward(wav, **rule, num_quantizers=None)
+    assert recon.shape == wav.shape, f"training_forward must reconstruct {tuple(wav.shape)}, got {tuple(recon.shape)}"
+    assert commitment.dim() == 0 and torch.isfinite(commitment), "the commitment loss must be a finite scalar"
+    ((recon - wav).abs().mean() + commitment).backward()
+    assert any(p.grad is not None and bool(p.grad.abs().sum() > 0) for p in params), \
+        "the reconstruction loss must reach the codec's parameters (straight-through quantisation)"
+    one, _ = codec.training_forward(wav, **rule, num_quantizers=1)
+    assert one.shape == wav.shape, "training_forward with num_quantizers=1 must keep the shape"
+    codec.refit_codebooks([w for w in wav])
+    _check_saved_codec_reloads(codec, reload, wav)
+
+
+def check_fittable_decoder(codec: FittableDecoder, reload: Callable[[Path], Decoder], *, seconds: float = 0.5) -> None:
+    """What ``train-codec`` calls on a closed-form codec (:class:`FittableDecoder`)."""
+    assert isinstance(codec, FittableDecoder), "a codec train-codec fits in closed form must be a FittableDecoder"
+    g = torch.Generator().manual_seed(0)
+    waves = [0.1 * torch.randn(codec.channels, int(seconds * codec.sample_rate), generator=g) for _ in range(3)]
+    summary = codec.fit(waves, iters=2)
+    assert isinstance(summary, dict), "fit must return a dict for the training report"
+    check_decoder(codec)
+    _check_saved_codec_reloads(codec, reload, torch.stack(waves[:2]))
 
 
 def sample_media(modality: str) -> list[Any]:

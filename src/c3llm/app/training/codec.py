@@ -15,13 +15,13 @@ HF-format directory its ``pretrained`` key loads), ``train_config.json`` and ``r
 with the loss curve and the reconstruction quality (mel distance, SI-SNR) on held-out
 synthetic clips (:func:`synthetic_clips`).
 
-The codec must provide ``save_pretrained(directory)`` besides the
-:class:`~c3llm.core.roles.Decoder` contract, and one way to learn:
+The codec declares how it learns by the contract it implements
+(:mod:`c3llm.core.roles.decoder`):
 
-- ``fit(waves, *, iters) -> dict``: learned in closed form (k-means codebooks, e.g. ``melvq``);
-  the gradient settings of :class:`CodecTrainConfig` do not apply;
-- ``training_forward(wav, *, codebook_decay, kmeans_iters, dead_code_threshold,
-  num_quantizers) -> (reconstruction, commitment)``: trained by the loop below (``encodec``).
+- :class:`~c3llm.core.roles.FittableDecoder` (``fit``): closed form (k-means codebooks, e.g.
+  ``melvq``); the gradient settings of :class:`CodecTrainConfig` do not apply;
+- :class:`~c3llm.core.roles.TrainableDecoder` (``training_forward``, ``refit_codebooks``):
+  trained by the loop below (``encodec``).
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ import torch.nn.functional as F
 from c3llm.core.config import field, in_range
 from c3llm.core.errors import InputError, MediaError, PluginError
 from c3llm.core.media import Audio, load_audio
+from c3llm.core.roles import FittableDecoder, TrainableDecoder
 from c3llm.core.spectral import mel_spectrogram
 
 log = logging.getLogger(__name__)
@@ -290,10 +291,11 @@ def train_codec(
     :return: the report written to ``out_dir/report.json`` (loss curve, quality before and after,
         seconds, skipped files, where the checkpoint is).
     """
-    closed_form = callable(getattr(codec, "fit", None))
-    for needed in ("fit" if closed_form else "training_forward", "save_pretrained", "encode", "decode"):
-        if not callable(getattr(codec, needed, None)):
-            raise PluginError(f"{type(codec).__name__} cannot be trained here: it has no {needed}()")
+    closed_form = isinstance(codec, FittableDecoder)
+    if not closed_form and not isinstance(codec, TrainableDecoder):
+        raise PluginError(
+            f"{type(codec).__name__} cannot be trained here: the train-codec stage trains codecs that implement "
+            "c3llm.core.roles.TrainableDecoder (gradient training) or FittableDecoder (closed form)")
     out_dir = Path(out_dir)
     torch.manual_seed(config.seed)
     gen = torch.Generator().manual_seed(config.seed)
@@ -333,7 +335,7 @@ def train_codec(
         batch = _random_batch(waves, config.batch_size, length, gen, min_energy=config.min_crop_energy).to(device)  # (B, C, L)
         quantizers = None
         if config.quantizer_dropout and float(torch.rand((), generator=gen)) < config.quantizer_dropout:
-            total = int(getattr(codec, "total_codebooks", codec.num_codebooks))
+            total = codec.total_codebooks
             quantizers = int(torch.randint(1, total + 1, (1,), generator=gen))
         recon, commitment = codec.training_forward(batch, **codebook_rule, num_quantizers=quantizers)
         loss_time = F.l1_loss(recon, batch)
@@ -364,7 +366,7 @@ def train_codec(
     if bar is not None:
         bar.close()
     seconds = time.perf_counter() - started
-    if config.refit_codebooks and callable(getattr(codec, "refit_codebooks", None)):
+    if config.refit_codebooks:
         log.info("codec: refitting the codebooks by k-means over %d training clips", len(waves))
         codec.refit_codebooks([w.to(device) for w in waves])
     codec.eval()

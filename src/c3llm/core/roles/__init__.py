@@ -7,7 +7,7 @@ Q codebooks, S code frames, N feature frames, D width, V vocabulary).
 from c3llm.core.roles.backbone import Backbone, BackboneOutput, SpecialTokens
 from c3llm.core.roles.base import Component
 from c3llm.core.roles.dataset import Dataset, Sample, SkippedItem
-from c3llm.core.roles.decoder import Decoder
+from c3llm.core.roles.decoder import Decoder, FittableDecoder, TrainableDecoder
 from c3llm.core.roles.encoder import Encoder, Features
 from c3llm.core.roles.metric import Metric
 from c3llm.core.roles.refiner import Refiner
@@ -29,6 +29,8 @@ __all__ = [
     "Component",
     "Dataset",
     "Decoder",
+    "FittableDecoder",
+    "TrainableDecoder",
     "Encoder",
     "Features",
     "Metric",

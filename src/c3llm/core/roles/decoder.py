@@ -1,10 +1,21 @@
-"""The decoder role: the neural audio codec (EnCodec-like, residual vector quantisation)."""
+"""The decoder role: the audio codec (EnCodec-like, residual vector quantisation).
+
+"Decoder" is the design card's name for the codec role; the LLM is the *backbone*.
+Besides :class:`Decoder` (what a pipeline needs), two contracts say what the
+``train-codec`` stage calls on a codec it trains:
+
+- :class:`TrainableDecoder`: learned by gradient descent (``training_forward``), e.g. ``encodec``;
+- :class:`FittableDecoder`: learned in closed form (``fit``), e.g. ``melvq``.
+"""
 
 from __future__ import annotations
 
 import abc
 import itertools
 import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -98,3 +109,55 @@ class Decoder(Component, nn.Module, abc.ABC):
                 f"{type(self).__name__}.decode got codes in [{low}, {high}], outside [0, {self.cardinality}); "
                 f"were they produced by a codec with another codebook size?"
             )
+
+
+class TrainableDecoder(Decoder):
+    """A codec the ``train-codec`` stage trains by gradient descent (the EnCodec recipe: time
+    and multi-scale mel reconstruction losses plus the quantiser's commitment loss).
+
+    The stage calls, in order: :meth:`training_forward` on random crops each step (the
+    optimiser updates the parameters that require grad), :meth:`refit_codebooks` once after
+    the last step, then :meth:`save_pretrained`; the codec's ``pretrained`` config key must
+    load what it wrote.
+    """
+
+    @property
+    def total_codebooks(self) -> int:
+        """Codebooks the model holds (>= ``num_codebooks``); quantizer dropout draws from them."""
+        return self.num_codebooks
+
+    @abc.abstractmethod
+    def training_forward(self, wav: torch.Tensor, *, codebook_decay: float, kmeans_iters: int,
+                         dead_code_threshold: float, num_quantizers: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """One differentiable pass: encode, quantise (updating codebooks by their own rule),
+        decode.
+
+        :param wav: ``(B, C, T)`` training crops at ``sample_rate``.
+        :param codebook_decay, kmeans_iters, dead_code_threshold: the codebook update rule
+            (EMA decay, k-means iterations of the first-batch init, dead-entry threshold);
+            a codec whose codebooks learn by gradient may ignore them.
+        :param num_quantizers: codebooks to use this step (``None``: all ``total_codebooks``).
+        :return: reconstruction ``(B, C, T)`` (gradients reach the parameters) and the
+            commitment loss, a scalar tensor.
+        """
+
+    def refit_codebooks(self, waves: Sequence[torch.Tensor]) -> None:
+        """After training: refit the codebooks on the encoder's frames of ``waves`` (each
+        ``(C, T)``). Optional; the default keeps the codebooks as trained."""
+
+    @abc.abstractmethod
+    def save_pretrained(self, directory: str | Path) -> Path:
+        """Write the codec so that its config's ``pretrained = directory`` loads it."""
+
+
+class FittableDecoder(Decoder):
+    """A codec the ``train-codec`` stage learns in closed form (e.g. k-means codebooks)."""
+
+    @abc.abstractmethod
+    def fit(self, waves: Sequence[torch.Tensor], *, iters: int) -> dict[str, Any]:
+        """Learn from ``waves`` (each ``(C, T)`` at ``sample_rate``); ``iters``: k-means
+        iterations. :return: a JSON-able summary for the training report."""
+
+    @abc.abstractmethod
+    def save_pretrained(self, directory: str | Path) -> Path:
+        """Write the codec so that its config's ``pretrained = directory`` loads it."""

@@ -29,7 +29,7 @@ import torch
 from c3llm.core.config import field, in_range, one_of
 from c3llm.core.errors import CheckpointError, ConfigError, InputError
 from c3llm.core.hookspecs import hookimpl
-from c3llm.core.roles import Decoder
+from c3llm.core.roles import TrainableDecoder
 from c3llm.core.roles.base import load_strict
 
 log = logging.getLogger(__name__)
@@ -168,8 +168,8 @@ def config_for_checkpoint(path: str | Path, **overrides: Any) -> EncodecCodecCon
     return EncodecCodecConfig(**{"pretrained": str(path), **arch, **overrides})
 
 
-class EncodecCodec(Decoder):
-    """EnCodec (SEANet encoder/decoder + residual VQ) behind the :class:`Decoder` contract.
+class EncodecCodec(TrainableDecoder):
+    """EnCodec (SEANet encoder/decoder + residual VQ) behind the :class:`TrainableDecoder` contract.
 
     ``encode``: ``(B, C, T)`` float -> ``(B, Q, S)`` long with ``S = ceil(T / hop)``;
     ``decode``: ``(B, Q', S)`` -> ``(B, C, S * hop)``.
@@ -190,6 +190,10 @@ class EncodecCodec(Decoder):
         self.frame_rate = self.sample_rate / self.hop_length
         self.num_codebooks = config.num_codebooks
         self.cardinality = self.arch["codebook_size"]
+
+    @property
+    def total_codebooks(self) -> int:
+        return int(self.arch["total_codebooks"])
 
     # -- weights ----------------------------------------------------------------------------
 

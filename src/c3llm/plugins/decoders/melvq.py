@@ -29,7 +29,7 @@ import torch
 from c3llm.core.config import field, in_range
 from c3llm.core.errors import CheckpointError, InputError
 from c3llm.core.hookspecs import hookimpl
-from c3llm.core.roles import Decoder
+from c3llm.core.roles import FittableDecoder
 from c3llm.core.spectral import mel_filterbank
 from c3llm.plugins.decoders.encodec_vq import kmeans, nearest
 
@@ -71,7 +71,7 @@ class MelVQCodecConfig:
         return {key: getattr(self, key) for key in keep}
 
 
-class MelVQCodec(Decoder):
+class MelVQCodec(FittableDecoder):
     """Residual k-means codebooks over stacked log-mel frames; Griffin-Lim decoding.
 
     ``encode``: ``(B, 1, T)`` -> ``(B, Q, S)`` with ``S = ceil(T / hop_length)``;
