@@ -174,6 +174,17 @@ def codes_to_audio(model, codes: Sequence[torch.Tensor], *, captions: Sequence[s
     return out
 
 
+@torch.no_grad()
+def resynthesize(codec, audio):
+    """``audio`` through ``codec`` (encode -> decode), at the codec's rate, same length: what
+    the best generation can sound like with this codec, and the like-for-like version of a
+    baseline that returns real recordings."""
+    from c3llm.core.media import Audio
+
+    wav = audio.to(codec.sample_rate, codec.channels).waveform[None].to(codec.device)  # (1, C, T)
+    return Audio(codec.decode(codec.encode(wav))[0, :, : wav.shape[-1]].float().cpu(), codec.sample_rate)  # (C, T)
+
+
 def _text_blocklist(model) -> torch.Tensor:
     """Token ids a caption may not contain: acoustic tokens, markers, padding, bos."""
     special = model.backbone.special

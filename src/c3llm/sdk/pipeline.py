@@ -7,6 +7,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import attrs
 import torch
 
 from c3llm.core.config import apply_overrides, from_mapping, load_file
@@ -19,6 +20,7 @@ from c3llm.method.generation import (
     codes_to_audio,
     generate_acoustic,
     generate_text,
+    resynthesize,
 )
 from c3llm.method.model import C3LLM
 from c3llm.method.pipeline_config import GenerateSection, parse_pipeline_spec
@@ -108,54 +110,103 @@ class Pipeline:
         generate = from_mapping(GenerateSection, record.get("generate", {}), where="generate")
         return cls(model.to(device), generate=generate)
 
+    # -- what it can do -------------------------------------------------------------------
+
+    @property
+    def tasks(self) -> tuple[str, ...]:
+        """The tasks this pipeline runs: ``t2a`` always, ``v2a`` with a video encoder, ``a2t``
+        with an audio encoder."""
+        return ("t2a",) + tuple(t for t, m in (("v2a", "video"), ("a2t", "audio")) if m in self.model.encoders)
+
+    @property
+    def codec(self):
+        """The pipeline's audio codec (the ``decoder`` role)."""
+        return self.model.decoder
+
     # -- tasks ----------------------------------------------------------------------------
 
-    def text_to_audio(self, text: str | Sequence[str], *, duration: float | None = None,
-                      seed: int | None = None, **sampling: Any) -> Audio | list[Audio]:
-        """Generate audio from caption(s).
+    def text_to_audio(self, text: str | Sequence[str], *, duration: float | Sequence[float] | None = None,
+                      seed: int | None = None, refine: bool = True, **sampling: Any) -> Audio | list[Audio]:
+        """Generate audio from caption(s): :meth:`text_to_tokens` then :meth:`tokens_to_audio`.
 
-        :param duration: seconds (default: the config's ``generate.duration``, else the model
-            decides when to stop, up to ``sampling.max_seconds``).
+        :param duration: seconds, one for all or one per caption (default: the config's
+            ``generate.duration``, else the model decides when to stop, up to
+            ``sampling.max_seconds``).
+        :param refine: run the NAR refiner (codebooks 2..Q); ``False`` decodes codebook 1 alone.
         :param sampling: overrides of :class:`SamplingConfig` (temperature, top_k, top_p,
             guidance_scale, max_seconds).
         """
-        texts, single = _as_list(text, str, "text")
-        for t in texts:
-            _check_text(t)
-        duration = duration if duration is not None else self.generate_defaults.duration
-        _check_duration(duration)
-        self._ready()
-        seq = self.model.sequences
-        prompts = [seq.text_to_audio(t) for t in texts]
-        audios = self._audio(prompts, [seq.unconditional_audio() for _ in texts], [duration] * len(texts),
-                             captions=texts, video=[None] * len(texts), seed=seed, sampling=sampling)
-        return audios[0] if single else audios
+        tokens = self.text_to_tokens(text, duration=duration, seed=seed, **sampling)
+        audios = self.tokens_to_audio(tokens, refine=refine)
+        return audios[0] if isinstance(text, str) else audios
 
     def video_to_audio(self, video: str | Path | Video | Sequence[str | Path | Video], *,
-                       text: str | Sequence[str] | None = None, duration: float | None = None,
-                       seed: int | None = None, **sampling: Any) -> Audio | list[Audio]:
+                       text: str | Sequence[str] | None = None, duration: float | Sequence[float] | None = None,
+                       seed: int | None = None, refine: bool = True, video_pooling: str = "frame",
+                       **sampling: Any) -> Audio | list[Audio]:
         """Generate audio for video(s); it lasts as long as each video unless ``duration`` says.
 
         :param text: optional caption(s) conditioning jointly with the video (V+T -> A).
+        :param video_pooling: ``"frame"`` (per-frame features, the method) or ``"mean"``
+            (every frame replaced by the clip's mean feature: the paper's no-timing ablation).
         """
-        videos, single = _as_list(video, (str, Path, Video), "video")
+        tokens = self.video_to_tokens(video, text=text, duration=duration, seed=seed,
+                                      video_pooling=video_pooling, **sampling)
+        audios = self.tokens_to_audio(tokens, refine=refine)
+        return audios[0] if isinstance(video, (str, Path, Video)) else audios
+
+    def text_to_tokens(self, text: str | Sequence[str], *, duration: float | Sequence[float] | None = None,
+                       seed: int | None = None, **sampling: Any) -> CoarseTokens:
+        """The LLM's codebook-1 tokens for caption(s), with the condition the refiner needs."""
+        texts, _ = _as_list(text, str, "text")
+        for t in texts:
+            _check_text(t)
+        if duration is None:
+            duration = self.generate_defaults.duration
+        durations = _per_item(duration, len(texts))
+        self._ready()
+        seq = self.model.sequences
+        codes = self._codes([seq.text_to_audio(t) for t in texts], durations, seed, sampling)
+        return CoarseTokens(codes=codes, captions=list(texts), video=[None] * len(texts), durations=durations)
+
+    def video_to_tokens(self, video: str | Path | Video | Sequence[str | Path | Video], *,
+                        text: str | Sequence[str] | None = None, duration: float | Sequence[float] | None = None,
+                        seed: int | None = None, video_pooling: str = "frame", **sampling: Any) -> CoarseTokens:
+        """The LLM's codebook-1 tokens for video(s) (and optional captions); see :meth:`video_to_audio`."""
+        if video_pooling not in ("frame", "mean"):
+            raise InputError(f"video_pooling must be 'frame' or 'mean', got {video_pooling!r}")
+        videos, _ = _as_list(video, (str, Path, Video), "video")
         videos = [v if isinstance(v, Video) else load_video(v) for v in videos]
-        texts = [None] * len(videos)
+        texts: list[str | None] = [None] * len(videos)
         if text is not None:
             texts, _ = _as_list(text, str, "text")
             if len(texts) != len(videos):
                 raise InputError(f"got {len(videos)} videos but {len(texts)} texts")
             for t in texts:
                 _check_text(t)
-        _check_duration(duration)
+        durations = _per_item(duration, len(videos))
+        durations = [d if d is not None else v.duration for d, v in zip(durations, videos)]
         self._ready()
         feats = self.model.encode_media("video", videos)
+        if video_pooling == "mean":
+            feats = [f.mean(0, keepdim=True).expand_as(f).clone() for f in feats]  # (N, D), no timing left
         seq = self.model.sequences
-        prompts = [seq.video_to_audio(f, caption=t) for f, t in zip(feats, texts)]
-        durations = [duration if duration is not None else v.duration for v in videos]
-        audios = self._audio(prompts, [seq.unconditional_audio() for _ in videos], durations,
-                             captions=texts, video=feats, seed=seed, sampling=sampling)
-        return audios[0] if single else audios
+        codes = self._codes([seq.video_to_audio(f, caption=t) for f, t in zip(feats, texts)], durations, seed, sampling)
+        return CoarseTokens(codes=codes, captions=texts, video=feats, durations=durations)
+
+    @torch.no_grad()
+    def tokens_to_audio(self, tokens: CoarseTokens, *, refine: bool = True) -> list[Audio]:
+        """Codebook-1 tokens -> the refiner (codebooks 2..Q, unless ``refine`` is off) -> the
+        codec -> one :class:`Audio` per item, trimmed to its duration."""
+        self._ready()
+        return codes_to_audio(self.model, tokens.codes, captions=tokens.captions, video=tokens.video,
+                              durations=tokens.durations, refine=refine)
+
+    def reconstruct(self, audio: str | Path | Audio) -> Audio:
+        """``audio`` through the pipeline's codec (encode -> decode): what the best generation
+        can sound like with this codec."""
+        audio = audio if isinstance(audio, Audio) else load_audio(audio)
+        return resynthesize(self.model.decoder, audio)
 
     def audio_to_text(self, audio: str | Path | Audio | Sequence[str | Path | Audio], *,
                       seed: int | None = None, **decoding: Any) -> str | list[str]:
@@ -189,14 +240,36 @@ class Pipeline:
         return torch.Generator(device=self.model.device).manual_seed(int(seed))
 
     @torch.no_grad()
-    def _audio(self, prompts, uncond, durations, *, captions, video, seed, sampling) -> list[Audio]:
+    def _codes(self, prompts, durations, seed, sampling) -> list[torch.Tensor]:
         config: SamplingConfig = _evolve(self.generate_defaults.sampling, sampling, "sampling")
-        decoder = self.model.decoder
+        decoder, seq = self.model.decoder, self.model.sequences
         frames = [decoder.frames_for(d) if d is not None else None for d in durations]
-        codes = generate_acoustic(self.model, prompts, num_frames=frames, sampling=config,
-                                  generator=self._generator(seed),
-                                  unconditional=uncond if config.guidance_scale != 1.0 else None)
-        return codes_to_audio(self.model, codes, captions=captions, video=video, durations=durations)
+        uncond = [seq.unconditional_audio() for _ in prompts] if config.guidance_scale != 1.0 else None
+        return generate_acoustic(self.model, prompts, num_frames=frames, sampling=config,
+                                 generator=self._generator(seed), unconditional=uncond)
+
+
+@attrs.frozen
+class CoarseTokens:
+    """What the LLM generated for a batch: codebook-1 codes per item, with the condition the
+    refiner reads (caption and/or encoder features) and the duration to trim to."""
+
+    codes: list[torch.Tensor]  # per item (S_i,) long in [0, K)
+    captions: list[str | None]
+    video: list[torch.Tensor | None]  # per item (N_i, D_enc) video features, or None
+    durations: list[float | None]
+
+
+def _per_item(duration: float | Sequence[float] | None, count: int) -> list[float | None]:
+    if duration is None or isinstance(duration, (int, float)):
+        _check_duration(duration)
+        return [duration] * count
+    values = list(duration)
+    if len(values) != count:
+        raise InputError(f"got {count} inputs but {len(values)} durations")
+    for d in values:
+        _check_duration(d)
+    return values
 
 
 def _as_list(value: Any, types: Any, what: str) -> tuple[list, bool]:

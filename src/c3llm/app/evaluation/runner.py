@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from c3llm.app.evaluation import baselines
-from c3llm.app.evaluation.generate import CAPTIONS_FILE, read_captions, resynthesize
+from c3llm.app.evaluation.generate import CAPTIONS_FILE, read_captions
 from c3llm.app.evaluation.networks import (
     AudioNetwork,
     load_audios,
@@ -44,6 +44,7 @@ from c3llm.core.errors import (
     UnavailableError,
 )
 from c3llm.core.media import Audio, load_audio
+from c3llm.method.generation import resynthesize
 
 log = logging.getLogger(__name__)
 
