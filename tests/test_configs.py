@@ -62,7 +62,7 @@ def test_paper_code_path_on_a_scaled_down_checkpoint(tmp_path, config_name, kind
     # codec and encoders stay small here (their loaders have their own tests)
     data["decoder"] = {"name": "encodec", "preset": "tiny"}
     data["audio_encoder"] = {"name": "clap", "preset": "tiny", "num_local_frames": 4}
-    data["video_encoder"] = {"name": "rgb-flow", "backbone": "handcrafted", "fps": 8.0, "frame_size": 32}
+    data["video_encoder"] = {"name": "rgb-flow", "extractor": "handcrafted", "fps": 8.0, "frame_size": 32}
     data["refiner"].update(dim=32, num_layers=1, num_heads=2)
     pipe = sdk.Pipeline.from_config(data)
     backbone = pipe.model.backbone

@@ -17,7 +17,7 @@ from c3llm.testing import contracts
 DECODERS = {"encodec": {"preset": "tiny"}, "melvq": {"codebook_size": 16, "griffin_lim_iters": 4}}
 ENCODERS = {
     "clap": {"preset": "tiny", "num_local_frames": 4},
-    "rgb-flow": {"backbone": "handcrafted", "fps": 8.0, "frame_size": 32},
+    "rgb-flow": {"extractor": "handcrafted", "fps": 8.0, "frame_size": 32},
     "logmel": {},
 }
 BACKBONES = {

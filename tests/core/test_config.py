@@ -125,3 +125,32 @@ def test_fixed_length_tuple_fields():
         from_mapping(Sized, {"size": [1, 2, 3]})
     with pytest.raises(ConfigError, match=r"size\[1\]: expected an integer"):
         from_mapping(Sized, {"size": [1, "x"]})
+
+
+def test_renamed_keys_and_stage_still_load_with_a_deprecation_warning():
+    """One release of backward compatibility for the names that meant two things."""
+    from c3llm.app.run_config import parse_run_config
+    from c3llm.core.registry import get_registry
+
+    data = {
+        "run": {"stages": ["prepare", "generate"]},
+        "decoder": {"name": "melvq"}, "backbone": {"name": "gemma"},
+        "video_encoder": {"name": "rgb-flow", "backbone": "handcrafted"},
+        "train": {"cond_dropout": 0.3},
+    }
+    with pytest.warns(DeprecationWarning) as caught:
+        config = parse_run_config(data, registry=get_registry())
+    messages = " ".join(str(w.message) for w in caught)
+    assert "'train.cond_dropout'" in messages and "'train.lm_cond_dropout'" in messages
+    assert "'generate' is now called 'predict'" in messages
+    assert config.train.lm_cond_dropout == 0.3
+    assert config.run.stages == ("prepare", "predict")
+    encoder = get_registry().make_config("encoder", config.components["video_encoder"], where="video_encoder")[1]
+    assert encoder.extractor == "handcrafted"
+
+
+def test_old_and_new_name_together_is_an_error():
+    from c3llm.app.run_config import TrainSection
+
+    with pytest.raises(ConfigError, match="old name of 'train.lm_cond_dropout'; give only one"):
+        from_mapping(TrainSection, {"cond_dropout": 0.1, "lm_cond_dropout": 0.2}, where="train")

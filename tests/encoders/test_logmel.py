@@ -60,7 +60,7 @@ def _logmel_pipeline() -> sdk.Pipeline:
         decoder={"name": "melvq", "codebook_size": 16, "griffin_lim_iters": 2},
         backbone={"name": "gemma", "mode": "full", "hidden_size": 32, "num_layers": 1},
         audio_encoder="logmel",
-        video_encoder={"name": "rgb-flow", "backbone": "handcrafted", "fps": 8.0, "frame_size": 32},
+        video_encoder={"name": "rgb-flow", "extractor": "handcrafted", "fps": 8.0, "frame_size": 32},
     )
 
 

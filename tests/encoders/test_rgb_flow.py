@@ -122,7 +122,7 @@ def test_resnet18_loads_torchvision_layout(tmp_path):
             state[name] = 0.05 * torch.randn(shape, generator=g)
     torch.save(state, tmp_path / "resnet18.pth")
     video = Video.from_frames(_square_clip(1.0, 10), 10)
-    enc = RgbFlowEncoder(RgbFlowEncoderConfig(backbone="resnet18", frame_size=32, weights=str(tmp_path / "resnet18.pth")))
+    enc = RgbFlowEncoder(RgbFlowEncoderConfig(extractor="resnet18", frame_size=32, weights=str(tmp_path / "resnet18.pth")))
     random = enc([video]).embeds
     enc.load_pretrained()
     loaded = enc([video]).embeds
@@ -131,10 +131,10 @@ def test_resnet18_loads_torchvision_layout(tmp_path):
     assert torch.equal(enc.rgb_net.layer2[0].downsample[0].weight, state["layer2.0.downsample.0.weight"])
     del state["layer1.0.conv1.weight"]
     torch.save(state, tmp_path / "broken.pth")
-    bad = RgbFlowEncoder(RgbFlowEncoderConfig(backbone="resnet18", frame_size=32, weights=str(tmp_path / "broken.pth")))
+    bad = RgbFlowEncoder(RgbFlowEncoderConfig(extractor="resnet18", frame_size=32, weights=str(tmp_path / "broken.pth")))
     with pytest.raises(CheckpointError, match="layer1.0.conv1.weight"):
         bad.load_pretrained()
-    missing = RgbFlowEncoder(RgbFlowEncoderConfig(backbone="resnet18", weights=str(tmp_path / "none.pth")))
+    missing = RgbFlowEncoder(RgbFlowEncoderConfig(extractor="resnet18", weights=str(tmp_path / "none.pth")))
     with pytest.raises(UnavailableError, match="does not exist"):
         missing.load_pretrained()
 

@@ -150,6 +150,7 @@ def _stage_command(stage: str, doc: str) -> None:
 _stage_command("train-codec", "Train the codec on the training split's audio.")
 _stage_command("prepare", "Cache codec codes and encoder features for the config's datasets.")
 _stage_command("train", "Train the LM (eq. 1) and the NAR refiner (eq. 2); resumes if interrupted.")
+_stage_command("predict", "Generate audio and captions for the evaluation splits (resumes).")
 _stage_command("evaluate", "Generate for the evaluation splits and score them; writes the report.")
 
 #: What ``demo --quick`` changes: a smaller world and fewer steps (CI runs it in minutes).

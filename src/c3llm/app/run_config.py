@@ -21,7 +21,9 @@ others against the attrs classes in :data:`SECTIONS`. Unknown sections and keys 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import logging
+import warnings
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +43,25 @@ from c3llm.method.pipeline_config import (
 )
 from c3llm.method.sequence import PromptConfig
 
-STAGES = ("train-codec", "prepare", "train", "generate", "evaluate")
+STAGES = ("train-codec", "prepare", "train", "predict", "evaluate")
+#: former stage names, still accepted (with a deprecation warning) for one release.
+RENAMED_STAGES = {"generate": "predict"}
+
+
+def canonical_stages(stages: Sequence[str]) -> tuple[str, ...]:
+    """Stage names with renamed ones mapped to their new names (warned), unknown ones refused."""
+    out = []
+    for stage in stages:
+        if stage in RENAMED_STAGES:
+            message = (f"stage {stage!r} is now called {RENAMED_STAGES[stage]!r} (the `generate` command makes "
+                       "audio from a checkpoint); the old name will be removed in the next release")
+            warnings.warn(message, DeprecationWarning, stacklevel=2)
+            logging.getLogger("c3llm").warning(message)
+            stage = RENAMED_STAGES[stage]
+        if stage not in STAGES:
+            raise ConfigError(f"unknown stage {stage!r}.{did_you_mean(stage, STAGES)} Stages: {', '.join(STAGES)}")
+        out.append(stage)
+    return tuple(out)
 
 
 
@@ -59,9 +79,10 @@ class RunSection:
     projector_hidden: int | None = field(None, validator=in_range(1), help="projector MLP width")
 
     def __attrs_post_init__(self) -> None:
-        for stage in self.stages:
-            if stage not in STAGES:
-                raise ValueError(f"unknown stage {stage!r}.{did_you_mean(stage, STAGES)} Stages: {', '.join(STAGES)}")
+        try:
+            object.__setattr__(self, "stages", canonical_stages(self.stages))
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from exc
 
     @property
     def directory(self) -> Path:
@@ -84,8 +105,10 @@ class TrainSection:
     lm: OptimConfig = field(factory=OptimConfig)
     nar: OptimConfig = field(factory=lambda: OptimConfig(steps=500))
     tasks: TaskWeights = field(factory=TaskWeights)
-    cond_dropout: float = field(0.1, validator=in_range(0.0, 1.0),
-                                help="probability of an unconditional audio prompt (classifier-free guidance)")
+    lm_cond_dropout: float = field(
+        0.1, validator=in_range(0.0, 1.0), aliases=("cond_dropout",),
+        help="LM stage: probability that an audio-generation prompt is trained unconditioned (so that "
+             "classifier-free guidance has an unconditional model); the refiner's own is [refiner] cond_dropout")
 
 
 

@@ -10,7 +10,7 @@ or skips what is done::
       cache/                 prepare: codes and encoder features per clip and extractor
       train/lm, train/nar    train: checkpoints and metrics.jsonl of each stage
       pipeline/              train: the trained pipeline (Pipeline.from_pretrained(run dir))
-      generated/             generate: audio and captions for the evaluation splits
+      generated/             predict: audio and captions for the evaluation splits
       eval/                  evaluate: results.json and report.md
 """
 
@@ -23,9 +23,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from c3llm.app.run_config import STAGES, RunConfig
+from c3llm.app.run_config import RunConfig, canonical_stages
 from c3llm.core.checkpoint import write_json
-from c3llm.core.errors import ConfigError, InputError, did_you_mean
+from c3llm.core.errors import ConfigError, InputError
 
 log = logging.getLogger(__name__)
 
@@ -179,7 +179,7 @@ def stage_train(ctx: RunContext) -> None:
     if cfg.lm.steps:
         freeze_for_stage(model, "lm")
         sampler = TaskSampler(items, model.sequences, cfg.tasks, cfg.lm.batch_size, seed=seed,
-                              cond_dropout=cfg.cond_dropout)
+                              cond_dropout=cfg.lm_cond_dropout)
         Trainer(LMObjective(model), sampler, cfg.lm, ctx.directory / "train" / "lm", name="lm",
                 seed=seed, progress=ctx.progress).run()
     if cfg.nar.steps and model.refiner is not None:
@@ -193,7 +193,7 @@ def stage_train(ctx: RunContext) -> None:
         log.info("train: saved the trained pipeline to %s", ctx.directory / "pipeline")
 
 
-def stage_generate(ctx: RunContext) -> None:
+def stage_predict(ctx: RunContext) -> None:
     """Generate for each evaluation split: T2A from the first caption, V2A from the video,
     A2T captions from the audio. Writes WAVs and ``captions.jsonl`` under ``generated/``."""
     from c3llm.app.evaluation.generate import generate_for_split
@@ -215,7 +215,7 @@ STAGE_FUNCTIONS: dict[str, Callable[[RunContext], None]] = {
     "train-codec": stage_train_codec,
     "prepare": stage_prepare,
     "train": stage_train,
-    "generate": stage_generate,
+    "predict": stage_predict,
     "evaluate": stage_evaluate,
 }
 
@@ -224,9 +224,7 @@ def run_stages(config: RunConfig, stages: Sequence[str], *, registry, progress: 
     """Run ``stages`` in order, after recording the resolved config in the run folder."""
     if not stages:
         raise ConfigError("no stages to run: set [run] stages = [...] or pass --stage NAME")
-    for stage in stages:
-        if stage not in STAGES:
-            raise ConfigError(f"unknown stage {stage!r}.{did_you_mean(stage, STAGES)} Stages: {', '.join(STAGES)}")
+    stages = canonical_stages(stages)
     if config.run.threads:
         import torch
 

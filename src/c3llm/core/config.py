@@ -18,8 +18,10 @@ Field metadata understood here (set it with :func:`field`):
 from __future__ import annotations
 
 import json
+import logging
 import types
 import typing
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal, TypeVar, Union
@@ -40,9 +42,14 @@ def field(
     bind: str | None = None,
     validator: Any = None,
     factory: Any = None,
+    aliases: tuple[str, ...] = (),
 ) -> Any:
-    """An attrs field with the metadata this module understands (see module doc)."""
-    metadata = {"help": help, "path": path, "bind": bind}
+    """An attrs field with the metadata this module understands (see module doc).
+
+    :param aliases: former names of the key, still read (with a deprecation warning naming
+        the new key) for one release.
+    """
+    metadata = {"help": help, "path": path, "bind": bind, "aliases": tuple(aliases)}
     if factory is not None:
         return attrs.field(factory=factory, validator=validator, metadata=metadata)
     return attrs.field(default=default, validator=validator, metadata=metadata)
@@ -114,6 +121,7 @@ def from_mapping(cls: type[C], data: Any, *, where: str = "", base_dir: Path | N
         raise ConfigError(f"{where or cls.__name__}: expected a table, got {_show(data)}")
     attrs.resolve_types(cls)
     fields = {f.name: f for f in attrs.fields(cls)}
+    data = _renamed(data, fields, where)
     unknown = [k for k in data if k not in fields]
     if unknown:
         key = unknown[0]
@@ -137,6 +145,23 @@ def from_mapping(cls: type[C], data: Any, *, where: str = "", base_dir: Path | N
         return cls(**kwargs)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{where or cls.__name__}: {exc}") from exc
+
+
+def _renamed(data: Mapping[str, Any], fields: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """``data`` with deprecated key names replaced by the current ones (warned once each)."""
+    out = dict(data)
+    for name, f in fields.items():
+        for old in f.metadata.get("aliases", ()):
+            if old not in out:
+                continue
+            if name in out:
+                raise ConfigError(f"{_dotted(where, old)!r} is the old name of {_dotted(where, name)!r}; give only one")
+            message = (f"config key {_dotted(where, old)!r} is deprecated and will be removed in the next "
+                       f"release; use {_dotted(where, name)!r}")
+            warnings.warn(message, DeprecationWarning, stacklevel=3)
+            logging.getLogger("c3llm").warning(message)
+            out[name] = out.pop(old)
+    return out
 
 
 def to_mapping(config: Any) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""The backbone role: a decoder-only LLM extended with the acoustic vocabulary."""
+"""The backbone role: the LLM (a causal, next-token transformer) extended with the acoustic vocabulary."""
 
 from __future__ import annotations
 

@@ -61,10 +61,10 @@ MARKERS: tuple[str, ...] = ("<Audio>", "</Audio>", "<Video>", "</Video>")
 
 
 @functools.cache
-def _cache_argument(decoder_cls: type) -> str:
-    """The KV-cache keyword of a transformers decoder, which outputs use too: ``cache`` in
+def _cache_argument(stack_cls: type) -> str:
+    """The KV-cache keyword of a transformers layer stack, which outputs use too: ``cache`` in
     recent 5.x releases, ``past_key_values`` in earlier ones (still accepted, deprecated)."""
-    params = inspect.signature(decoder_cls.forward).parameters
+    params = inspect.signature(stack_cls.forward).parameters
     return "cache" if "cache" in params else "past_key_values"
 
 
@@ -368,9 +368,9 @@ class CausalLMBackbone(Backbone, nn.Module):
             from transformers import DynamicCache
 
             past = DynamicCache(config=self._hf().config)
-        decoder = self._hf().get_decoder()
-        cache_key = _cache_argument(type(decoder))
-        out = decoder(
+        stack = self._hf().get_decoder()  # the transformer layers without the head
+        cache_key = _cache_argument(type(stack))
+        out = stack(
             inputs_embeds=embeds,
             attention_mask=attention_mask,
             position_ids=position_ids,

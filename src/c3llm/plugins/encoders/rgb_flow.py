@@ -8,7 +8,7 @@ For each feature frame ``i`` (time ``i / fps``, ``N = round(duration * fps)``):
    frame just before it, then rescaled from "pixels per source frame interval" to "pixels per
    feature frame", so a 10 fps, a 60 fps and a variable-rate video give the same motion values
    (frame 0 of a video has no predecessor: zero flow);
-3. RGB and flow features are extracted with ``backbone`` and concatenated:
+3. RGB and flow features are extracted with ``extractor`` and concatenated:
    ``(N, D_rgb + D_flow)``.
 
 Backbones: ``"handcrafted"`` (weight-free, :mod:`.handcrafted`) or a torchvision-layout ResNet
@@ -38,7 +38,7 @@ from c3llm.plugins.encoders.video_sampling import feature_times, nearest_earlier
 
 log = logging.getLogger(__name__)
 
-BACKBONES = ("handcrafted", "resnet18", "resnet34", "resnet50")
+EXTRACTORS = ("handcrafted", "resnet18", "resnet34", "resnet50")
 #: Flow is clipped at this displacement (pixels per feature frame) when drawn as an image.
 FLOW_IMAGE_BOUND = 20.0
 
@@ -50,10 +50,11 @@ class RgbFlowEncoderConfig:
     fps: float = field(21.5, help="feature frames per second (SpecVQGAN: 21.5)", validator=in_range(0, 240, low_open=True))
     frame_size: int = field(112, help="square side (pixels) frames are resized and centre-cropped to",
                             validator=in_range(16, 1024))
-    backbone: Literal["handcrafted", "resnet18", "resnet34", "resnet50"] = field(
-        "handcrafted", help="per-frame feature extractor", validator=one_of(*BACKBONES),
+    extractor: Literal["handcrafted", "resnet18", "resnet34", "resnet50"] = field(
+        "handcrafted", help="per-frame feature extractor (an ImageNet-style CNN, or weight-free features)",
+        validator=one_of(*EXTRACTORS), aliases=("backbone",),
     )
-    weights: str | None = field(None, path=True, help="torchvision resnet*.pth for the CNN backbones (RGB stream)")
+    weights: str | None = field(None, path=True, help="torchvision resnet*.pth for the CNN extractor (RGB stream)")
     flow_weights: str | None = field(
         None, path=True, help="torchvision-layout weights for the flow stream (default: the RGB weights)",
     )
@@ -66,8 +67,8 @@ class RgbFlowEncoderConfig:
     init_seed: int = field(0, help="seed of the CNN's random init when no weights are given")
 
     def __attrs_post_init__(self) -> None:
-        if self.backbone == "handcrafted" and (self.weights or self.flow_weights):
-            raise ValueError("backbone='handcrafted' takes no weights; set backbone to a resnet or drop weights")
+        if self.extractor == "handcrafted" and (self.weights or self.flow_weights):
+            raise ValueError("extractor='handcrafted' takes no weights; set extractor to a resnet or drop weights")
 
 
 class RgbFlowEncoder(Encoder):
@@ -79,7 +80,7 @@ class RgbFlowEncoder(Encoder):
         super().__init__()
         self.config = config
         self.feature_rate = config.fps
-        if config.backbone == "handcrafted":
+        if config.extractor == "handcrafted":
             self.rgb_net = self.flow_net = None
             self.rgb_dim, self.flow_dim = handcrafted.RGB_DIM, handcrafted.FLOW_DIM
         else:
@@ -87,8 +88,8 @@ class RgbFlowEncoder(Encoder):
 
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(config.init_seed)
-                self.rgb_net = ResNetFeatures(config.backbone)
-                self.flow_net = ResNetFeatures(config.backbone) if config.flow_weights else None
+                self.rgb_net = ResNetFeatures(config.extractor)
+                self.flow_net = ResNetFeatures(config.extractor) if config.flow_weights else None
             for net in (self.rgb_net, self.flow_net):
                 if net is not None:
                     net.requires_grad_(False).eval()
@@ -105,7 +106,7 @@ class RgbFlowEncoder(Encoder):
         return self
 
     def load_pretrained(self) -> None:
-        """Load torchvision weights for the CNN streams; the handcrafted backbone has none."""
+        """Load torchvision weights for the CNN streams; the handcrafted extractor has none."""
         for net, path, key in ((self.rgb_net, self.config.weights, "weights"),
                                (self.flow_net, self.config.flow_weights, "flow_weights")):
             if net is None or path is None:
@@ -113,12 +114,12 @@ class RgbFlowEncoder(Encoder):
             if not Path(path).is_file():
                 raise UnavailableError(
                     f"encoder.{key} = {path!r} does not exist; point it at a torchvision "
-                    f"{self.config.backbone}.pth state dict (torchvision cannot be downloaded here)."
+                    f"{self.config.extractor}.pth state dict (torchvision cannot be downloaded here)."
                 )
             net.load_torchvision(path)
-            log.info("%s stream: %s weights from %s", key, self.config.backbone, path)
+            log.info("%s stream: %s weights from %s", key, self.config.extractor, path)
         if self.rgb_net is not None and self.config.weights is None:
-            log.warning("backbone %s has random weights (encoder.weights unset)", self.config.backbone)
+            log.warning("extractor %s has random weights (video_encoder.weights unset)", self.config.extractor)
 
     @property
     def flow_method(self) -> str:
