@@ -109,12 +109,18 @@ def test_invalid_registrations_name_the_plugin(args, pattern):
         registry_with(("p", plugin(register_metrics=lambda register: register(*args))))
 
 
-def test_plugin_bug_during_registration_names_plugin():
+def test_plugin_bug_during_registration_is_reported_and_the_plugin_skipped(caplog):
     def broken(register):
+        register("half", CountMetric, CountConfig)
         raise RuntimeError("boom")
 
-    with pytest.raises(PluginImportError, match=r"plugin p from dist-p 1.2.3 failed in register_metrics: RuntimeError: boom"):
-        registry_with(("p", plugin(register_metrics=broken)))
+    reg = registry_with(("p", plugin(register_metrics=broken)), ("ok", plugin(
+        register_metrics=lambda register: register("count", CountMetric, CountConfig))))
+    assert reg.names("metric") == ["count"]  # p's half-registered component is gone too
+    assert "plugin p from dist-p 1.2.3 failed in register_metrics: RuntimeError: boom" in reg.broken["p"]
+    assert "-p no:p" in caplog.text
+    with pytest.raises(UnknownComponentError, match=r"Plugin 'p' failed to load and may provide it"):
+        reg.get("metric", "half")
 
 
 @pytest.fixture

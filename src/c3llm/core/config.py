@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import types
 import typing
 import warnings
@@ -64,7 +65,17 @@ def load_file(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
-    text = path.read_text(encoding="utf-8")
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from exc
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{path} is {len(raw)} bytes; a config file is at most {MAX_CONFIG_BYTES} bytes")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise ConfigError(f"{path}:{line}: not UTF-8 text (byte {raw[exc.start]:#04x}); is it a config file?") from exc
     try:
         if path.suffix == ".json":
             data = json.loads(text)
@@ -72,9 +83,32 @@ def load_file(path: str | Path) -> dict[str, Any]:
             data = tomllib.loads(text)
     except (tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
         raise ConfigError(f"cannot parse {path}: {exc}") from exc
+    except RecursionError as exc:
+        raise ConfigError(f"cannot parse {path}: nested too deeply") from exc
+    _check_depth(data, str(path))
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the top level must be a table, got {type(data).__name__}")
     return data
+
+
+#: Largest config file read (a config is a few kB; this refuses a binary picked by mistake).
+MAX_CONFIG_BYTES = 10 * 2**20
+#: Deepest nesting of tables and lists accepted (the schema needs 4).
+MAX_CONFIG_DEPTH = 32
+
+
+def _check_depth(data: Any, where: str) -> None:
+    """Refuse tables/lists nested deeper than :data:`MAX_CONFIG_DEPTH` (iteratively, so a
+    5 000-deep document is a ConfigError, not a RecursionError later)."""
+    stack = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > MAX_CONFIG_DEPTH:
+            raise ConfigError(f"{where}: nested more than {MAX_CONFIG_DEPTH} levels deep")
+        if isinstance(value, Mapping):
+            stack.extend((v, depth + 1) for v in value.values())
+        elif isinstance(value, list):
+            stack.extend((v, depth + 1) for v in value)
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
@@ -91,6 +125,9 @@ def parse_override(text: str) -> tuple[list[str], Any]:
         value = tomllib.loads(f"v = {raw}")["v"]
     except tomllib.TOMLDecodeError:
         value = raw
+    except RecursionError as exc:
+        raise ConfigError(f"override {key!r}: the value is nested too deeply") from exc
+    _check_depth(value, f"override {key!r}")
     return parts, value
 
 
@@ -248,11 +285,19 @@ def _coerce(value: Any, tp: Any, key: str, base_dir: Path | None) -> Any:
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(f"{key}: expected an integer, got {_show(value)}")
+        if not -(2**63) <= value < 2**63:
+            raise ConfigError(f"{key}: {value} does not fit in 64 bits")
         return value
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{key}: expected a number, got {_show(value)}")
-        return float(value)
+        try:
+            number = float(value)
+        except OverflowError:
+            number = math.inf
+        if not math.isfinite(number):
+            raise ConfigError(f"{key}: expected a finite number, got {_show(value)}")
+        return number
     if tp is str:
         if not isinstance(value, str):
             raise ConfigError(f"{key}: expected a string, got {_show(value)}")
@@ -282,6 +327,8 @@ def in_range(low: float | None = None, high: float | None = None, *, low_open: b
     def check(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
         if value is None:
             return
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"{attribute.name} must be a finite number, got {value!r}")
         bad = (low is not None and (value <= low if low_open else value < low)) or (
             high is not None and value > high
         )

@@ -53,6 +53,11 @@ class MediaError(InputError):
     """A media file is missing, empty, corrupt, or in an unsupported format."""
 
 
+class OutputError(C3LLMError, OSError):
+    """An output cannot be written (read-only or full disk, unknown file type); nothing
+    partial is left where the output was to go."""
+
+
 class UnavailableError(C3LLMError, RuntimeError):
     """A feature needs something this machine does not have (weights, Java, network)."""
 

@@ -7,6 +7,8 @@ problem; nothing here crashes deep inside a library on a bad file.
 from __future__ import annotations
 
 import math
+import os
+import tempfile
 from fractions import Fraction
 from pathlib import Path
 
@@ -14,7 +16,10 @@ import attrs
 import numpy as np
 import torch
 
-from c3llm.core.errors import InputError, MediaError
+from c3llm.core.errors import InputError, MediaError, OutputError
+
+#: Audio file types :meth:`Audio.save` writes, by suffix (soundfile format names).
+AUDIO_FORMATS = {".wav": "WAV", ".flac": "FLAC", ".ogg": "OGG", ".aiff": "AIFF", ".aif": "AIFF"}
 
 
 @attrs.frozen(eq=False)
@@ -49,13 +54,31 @@ class Audio:
         return self.num_samples / self.sample_rate
 
     def save(self, path: str | Path) -> Path:
-        """Write a 16-bit PCM WAV (or any format soundfile knows by the suffix)."""
+        """Write a 16-bit PCM WAV (or any format soundfile knows by the suffix: ``.flac``,
+        ``.ogg``, …). The file is written beside ``path`` under a temporary name and renamed
+        into place, so a full or read-only disk leaves nothing behind; failures are
+        :class:`~c3llm.core.errors.OutputError` naming the file."""
         import soundfile as sf
 
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        fmt = AUDIO_FORMATS.get(path.suffix.lower())
+        if fmt is None:
+            raise OutputError(f"cannot write {path}: unknown audio file type {path.suffix or '(no suffix)'!r}; "
+                              f"use one of {', '.join(sorted(AUDIO_FORMATS))}")
         data = self.waveform.detach().cpu().float().clamp(-1, 1).numpy().T  # (T, C)
-        sf.write(str(path), data, self.sample_rate, subtype="PCM_16" if path.suffix.lower() == ".wav" else None)
+        tmp = None
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+            os.close(fd)
+            sf.write(tmp, data, self.sample_rate, format=fmt, subtype="PCM_16" if fmt == "WAV" else None)
+            os.replace(tmp, path)
+        except (OSError, RuntimeError) as exc:  # soundfile raises LibsndfileError (a RuntimeError)
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            raise OutputError(f"cannot write {path}: {reason}") from exc
+        finally:
+            if tmp is not None and os.path.exists(tmp):
+                os.unlink(tmp)
         return path
 
     def to(self, sample_rate: int, channels: int | None = None) -> Audio:
@@ -155,8 +178,12 @@ class Video:
         return path
 
 
-def load_video(path: str | Path, *, max_frames: int | None = None) -> Video:
-    """Decode every frame of a video file (mp4, webm, avi, …) with PyAV."""
+def load_video(path: str | Path, *, max_frames: int | None = None, max_seconds: float | None = None) -> Video:
+    """Decode the frames of a video file (mp4, webm, avi, …) with PyAV.
+
+    :param max_seconds: decode only the first ``max_seconds`` (decoding stops there; the
+        returned video lasts at most that long). ``None`` decodes everything.
+    """
     import av
 
     path = Path(path)
@@ -164,15 +191,21 @@ def load_video(path: str | Path, *, max_frames: int | None = None) -> Video:
         raise MediaError(f"video file not found: {path}")
     if path.stat().st_size == 0:
         raise MediaError(f"video file is empty (0 bytes): {path}")
+    if max_seconds is not None and not (isinstance(max_seconds, (int, float)) and max_seconds > 0):
+        raise InputError(f"max_seconds must be a positive number, got {max_seconds!r}")
     frames, times = [], []
+    clipped = False
     try:
         with av.open(str(path)) as container:
             if not container.streams.video:
                 raise MediaError(f"{path} has no video stream")
             stream = container.streams.video[0]
             for frame in container.decode(stream):
-                frames.append(frame.to_ndarray(format="rgb24"))
                 t = frame.time if frame.time is not None else len(times) / float(stream.average_rate or 25)
+                if max_seconds is not None and times and float(t) - times[0] >= max_seconds:
+                    clipped = True
+                    break
+                frames.append(frame.to_ndarray(format="rgb24"))
                 times.append(float(t))
                 if max_frames and len(frames) >= max_frames:
                     break
@@ -197,6 +230,8 @@ def load_video(path: str | Path, *, max_frames: int | None = None) -> Video:
         )
     end = float(t[-1]) + step
     duration = duration if duration and duration >= end - 2 * step else end
+    if max_seconds is not None and (clipped or duration > max_seconds):
+        duration = min(duration, float(max_seconds))
     return Video(torch.from_numpy(np.stack(frames)), t, duration)
 
 

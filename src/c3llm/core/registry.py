@@ -8,6 +8,13 @@ Plugins come from two places, both loaded only when the registry is first needed
 
 A plugin can be blocked by its entry-point name (``c3llm-run -p no:NAME`` or
 ``C3LLM_DISABLE_PLUGINS=NAME,OTHER``).
+
+Containment: a third-party plugin that fails to import, or whose ``register_*`` hook
+raises, is reported once (a warning naming it, its distribution and how to block it) and
+skipped; commands that do not need it run as usual, and asking for a component nobody else
+registered names the broken plugin. A hook the host does not define (``register_encoderz``)
+is an error naming the plugin, its distribution and how to block it. Built-ins are never
+skipped: their failure is a bug.
 """
 
 from __future__ import annotations
@@ -91,11 +98,16 @@ class ComponentSpec:
 class Registry:
     """Components by role and name, with the plugin that provided each."""
 
-    def __init__(self, manager: pluggy.PluginManager, origins: Mapping[str, tuple[str | None, str | None]]):
+    def __init__(self, manager: pluggy.PluginManager, origins: Mapping[str, tuple[str | None, str | None]],
+                 broken: Mapping[str, str] | None = None):
         self._specs: dict[str, dict[str, ComponentSpec]] = {role: {} for role in hookspecs.ROLE_HOOKS}
         self.manager = manager
+        #: third-party plugins skipped because they failed to load: name -> why (see module doc)
+        self.broken: dict[str, str] = dict(broken or {})
         for role, hook_name in hookspecs.ROLE_HOOKS.items():
             for impl in getattr(manager.hook, hook_name).get_hookimpls():
+                if impl.plugin_name in self.broken:
+                    continue
                 dist, version = origins.get(impl.plugin_name, (None, None))
                 callback = self._callback(role, impl.plugin_name, dist, version)
                 try:
@@ -104,9 +116,18 @@ class Registry:
                     raise
                 except Exception as exc:  # a plugin's bug: name the plugin
                     where = f"{impl.plugin_name}" + (f" from {dist} {version}" if dist else "")
-                    raise PluginImportError(
-                        f"plugin {where} failed in {hook_name}: {type(exc).__name__}: {exc}"
-                    ) from exc
+                    message = f"plugin {where} failed in {hook_name}: {type(exc).__name__}: {exc}"
+                    if dist == "c3llm":
+                        raise PluginImportError(message) from exc
+                    self._skip(impl.plugin_name, message)
+
+    def _skip(self, plugin: str, message: str) -> None:
+        """Drop a third-party plugin that failed while registering (all its components)."""
+        for table in self._specs.values():
+            for name in [n for n, s in table.items() if s.plugin == plugin]:
+                del table[name]
+        self.broken[plugin] = message
+        log.warning("%s; skipped (block it with -p no:%s / %s=%s)", message, plugin, DISABLE_ENV, plugin)
 
     def _callback(self, role: str, plugin: str, dist: str | None, version: str | None) -> Callable:
         from c3llm.core.roles import CONTRACTS
@@ -151,9 +172,11 @@ class Registry:
         table = self._role(role)
         if name not in table:
             available = ", ".join(sorted(table)) or "none"
+            broken = "".join(f" Plugin {p!r} failed to load and may provide it: {why}." for p, why in
+                             sorted(self.broken.items()))
             raise UnknownComponentError(
                 f"unknown {role} {name!r}.{did_you_mean(name, table)} Available: {available}. "
-                f"`c3llm-run plugins` lists every component."
+                f"`c3llm-run plugins` lists every component.{broken}"
             )
         return table[name]
 
@@ -201,9 +224,12 @@ def disabled_from_env() -> set[str]:
     return {n.strip() for n in os.environ.get(DISABLE_ENV, "").split(",") if n.strip()}
 
 
-def get_plugin_manager(disabled: Iterable[str] = ()) -> tuple[pluggy.PluginManager, dict]:
+def get_plugin_manager(disabled: Iterable[str] = (), broken: dict[str, str] | None = None
+                       ) -> tuple[pluggy.PluginManager, dict]:
     """A plugin manager with every installed and built-in plugin not blocked.
 
+    :param broken: filled with the third-party plugins skipped because they failed to
+        import (name -> why), each reported once as a warning.
     :return: the manager and ``{plugin name: (distribution, version)}``.
     """
     blocked = set(disabled) | disabled_from_env()
@@ -220,12 +246,17 @@ def get_plugin_manager(disabled: Iterable[str] = ()) -> tuple[pluggy.PluginManag
         try:
             plugin = ep.load()
         except Exception as exc:
-            raise PluginImportError(
-                f"plugin {ep.name!r} ({ep.value}) from distribution {dist} {version} failed to "
-                f"import: {type(exc).__name__}: {exc}. Fix or uninstall it, or block it with "
-                f"-p no:{ep.name} / {DISABLE_ENV}={ep.name}."
-            ) from exc
-        _register(manager, plugin, ep.name)
+            message = (f"plugin {ep.name!r} ({ep.value}) from distribution {dist} {version} failed to "
+                       f"import: {type(exc).__name__}: {exc}")
+            if broken is None or dist == "c3llm":
+                raise PluginImportError(f"{message}. Fix or uninstall it, or block it with "
+                                        f"-p no:{ep.name} / {DISABLE_ENV}={ep.name}.") from exc
+            log.warning("%s; skipped (fix or uninstall it, or block it with -p no:%s / %s=%s)",
+                        message, ep.name, DISABLE_ENV, ep.name)
+            broken[ep.name] = message
+            manager.set_blocked(ep.name)
+            continue
+        _register(manager, plugin, ep.name, dist, version)
         origins[ep.name] = (dist, version)
     for name, module_name in BUILTIN_PLUGINS.items():
         if manager.is_blocked(name) or manager.has_plugin(name):
@@ -236,19 +267,35 @@ def get_plugin_manager(disabled: Iterable[str] = ()) -> tuple[pluggy.PluginManag
             raise PluginImportError(
                 f"built-in plugin {name!r} ({module_name}) failed to import: {type(exc).__name__}: {exc}"
             ) from exc
-        _register(manager, plugin, name)
+        _register(manager, plugin, name, "c3llm", _own_version())
         origins[name] = ("c3llm", _own_version())
-    manager.check_pending()
+    try:
+        manager.check_pending()
+    except pluggy.PluginValidationError as exc:
+        name = manager.get_name(exc.plugin) or "?"
+        dist, version = origins.get(name, (None, None))
+        raise PluginImportError(_hook_problem(name, dist, version, str(exc))) from exc
     return manager, origins
 
 
-def _register(manager: pluggy.PluginManager, plugin: Any, name: str) -> None:
+def _register(manager: pluggy.PluginManager, plugin: Any, name: str, dist: str | None, version: str | None) -> None:
     if manager.is_registered(plugin):  # same module under two entry-point names
         return
     try:
         manager.register(plugin, name=name)
     except pluggy.PluginValidationError as exc:
-        raise PluginImportError(f"plugin {name!r} has an invalid hook: {exc}") from exc
+        raise PluginImportError(_hook_problem(name, dist, version, str(exc))) from exc
+
+
+def _hook_problem(name: str, dist: str | None, version: str | None, detail: str) -> str:
+    """One line: which plugin (and distribution) has a bad hook, the closest real hook, how to block it."""
+    detail = " ".join(detail.split())
+    match = re.search(r"unknown hook '([^']+)'", detail)
+    hint = did_you_mean(match.group(1), hookspecs.ROLE_HOOKS.values()) if match else ""
+    what = f"unknown hook {match.group(1)!r}.{hint}" if match else f"an invalid hook: {detail}."
+    source = f" from distribution {dist} {version}" if dist else ""
+    return (f"plugin {name!r}{source} has {what} Fix or uninstall it, or block it with "
+            f"-p no:{name} / {DISABLE_ENV}={name}.")
 
 
 def _own_version() -> str | None:
@@ -265,6 +312,7 @@ def get_registry(disabled: Iterable[str] = (), *, refresh: bool = False) -> Regi
     """The registry for this process (built on first use, cached per blocked-set)."""
     key = frozenset(set(disabled) | disabled_from_env())
     if refresh or key not in _cache:
-        manager, origins = get_plugin_manager(key)
-        _cache[key] = Registry(manager, origins)
+        broken: dict[str, str] = {}
+        manager, origins = get_plugin_manager(key, broken)
+        _cache[key] = Registry(manager, origins, broken)
     return _cache[key]

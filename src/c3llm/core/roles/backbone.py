@@ -35,6 +35,12 @@ class SpecialTokens:
     def acoustic_ids(self) -> range:
         return range(self.acoustic_offset, self.acoustic_offset + self.acoustic_size)
 
+    def control_ids(self) -> frozenset[int]:
+        """Every id user text must never produce: acoustic tokens, modality markers, bos,
+        eos and pad."""
+        ids = set(self.acoustic_ids()) | {self.audio_start, self.audio_end, self.video_start, self.video_end}
+        return frozenset(ids | {i for i in (self.bos, self.eos, self.pad) if i is not None})
+
 
 @attrs.frozen
 class BackboneOutput:
@@ -67,7 +73,10 @@ class Backbone(Component, nn.Module, abc.ABC):
 
     @abc.abstractmethod
     def tokenize(self, texts: Sequence[str]) -> list[list[int]]:
-        """Text to ids, without bos/eos. Raises ``InputError`` for empty text."""
+        """Text to ids, without bos/eos, read as plain text: no id in
+        ``special.control_ids()`` may come out, whatever the text spells (``"<Audio>"``,
+        ``"<eos>"``, ``"<a_3>"`` are characters, not tokens). Raises ``InputError`` for empty
+        text or text that is not valid Unicode."""
 
     @abc.abstractmethod
     def detokenize(self, ids: Sequence[int]) -> str:

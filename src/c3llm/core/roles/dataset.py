@@ -9,6 +9,8 @@ from typing import Any
 
 import attrs
 
+from c3llm.core.errors import InputError
+from c3llm.core.paths import id_problem
 from c3llm.core.roles.base import Component
 
 
@@ -17,6 +19,8 @@ class Sample:
     """One clip. Paths are absolute; a modality the dataset lacks is ``None``.
 
     :ivar metadata: free-form ground truth (labels, onsets, attributes) for evaluation.
+    :ivar id: unique in its split; a non-empty string without control characters. Outputs
+        are written under :func:`c3llm.core.paths.file_stem` of it, never under the id as a path.
     """
 
     id: str
@@ -26,6 +30,11 @@ class Sample:
     captions: tuple[str, ...] = ()
     label: str | None = None
     metadata: Mapping[str, Any] = attrs.field(factory=dict)
+
+    def __attrs_post_init__(self) -> None:
+        problem = id_problem(self.id)
+        if problem:
+            raise InputError(f"sample id {self.id!r} (split {self.split!r}) {problem}")
 
 
 @attrs.frozen
