@@ -35,6 +35,7 @@ from c3llm.app.training.loop import OptimConfig
 from c3llm.app.training.tasks import TaskWeights
 from c3llm.core.config import field, from_mapping, in_range, to_mapping
 from c3llm.core.errors import ConfigError, did_you_mean
+from c3llm.core.paths import file_name_validator, name_problem
 from c3llm.method.pipeline_config import (
     COMPONENT_SECTIONS,
     GenerateSection,
@@ -42,6 +43,9 @@ from c3llm.method.pipeline_config import (
     parse_components,
 )
 from c3llm.method.sequence import PromptConfig
+
+#: Largest run.seed (seeds feed 64-bit generators).
+MAX_SEED = 2**63 - 1
 
 STAGES = ("train-codec", "prepare", "train", "predict", "evaluate")
 #: former stage names, still accepted (with a deprecation warning) for one release.
@@ -69,9 +73,10 @@ def canonical_stages(stages: Sequence[str]) -> tuple[str, ...]:
 class RunSection:
     """Where and how a launcher run happens."""
 
-    name: str = field("run", help="run name (folder under out_dir)")
+    name: str = field("run", validator=file_name_validator("run.name"),
+                      help="run name (folder under out_dir; a plain name, not a path)")
     out_dir: str = field("runs", help="parent folder of run folders (relative to the working directory)")
-    seed: int = field(0, help="global seed")
+    seed: int = field(0, validator=in_range(0, MAX_SEED), help="global seed (every random draw derives from it)")
     stages: tuple[str, ...] = field((), help=f"stages `c3llm-run CONFIG` runs, from {STAGES}")
     device: str = field("cpu", help="torch device")
     threads: int | None = field(None, validator=in_range(1),
@@ -169,6 +174,11 @@ def parse_run_config(data: Mapping[str, Any], *, base_dir: Path | None = None, r
     components = parse_components(data, base_dir=base_dir, registry=registry)
     sections = {name: from_mapping(cls, data.get(name, {}), where=name, base_dir=base_dir)
                 for name, cls in SECTIONS.items()}
+    for label in sections["data"].eval:  # a label names the split's output folders
+        problem = name_problem(label)
+        if problem:
+            raise ConfigError(f"data.eval: split label {label!r} {problem}; it becomes a folder name, "
+                              "so use a plain name such as test")
     if registry is not None:  # dataset tables name plugins: check them now, not mid-run
         datasets = sections["data"]
         if datasets.train is not None:

@@ -18,17 +18,25 @@ from c3llm.core.config import field, in_range, one_of
 from c3llm.core.errors import InputError
 from c3llm.method.sequence import Example, collate
 
+#: Upper bounds of a generation request (docs/limits.md): seconds of audio, caption tokens,
+#: beams, and the sampling knobs (values past these are typos, not settings).
+MAX_SECONDS = 120.0
+MAX_CAPTION_TOKENS = 256
+MAX_BEAMS = 16
+MAX_TEMPERATURE = 100.0
+MAX_GUIDANCE = 100.0
+
 
 @attrs.frozen(kw_only=True)
 class SamplingConfig:
     """How tokens are drawn. ``temperature = 0`` is greedy."""
 
-    temperature: float = field(1.0, validator=in_range(0.0), help="0 = greedy")
+    temperature: float = field(1.0, validator=in_range(0.0, MAX_TEMPERATURE), help="0 = greedy")
     top_k: int = field(0, validator=in_range(0), help="keep the k best tokens (0 = all)")
     top_p: float = field(1.0, validator=in_range(0.0, 1.0, low_open=True), help="nucleus mass")
-    guidance_scale: float = field(1.0, validator=in_range(0.0), help="classifier-free guidance; 1 = off")
-    max_seconds: float = field(10.0, validator=in_range(0.0, low_open=True),
-                               help="longest audio when no duration is asked for")
+    guidance_scale: float = field(1.0, validator=in_range(0.0, MAX_GUIDANCE), help="classifier-free guidance; 1 = off")
+    max_seconds: float = field(10.0, validator=in_range(0.0, MAX_SECONDS, low_open=True),
+                               help=f"longest audio when no duration is asked for (at most {MAX_SECONDS:g})")
 
 
 @attrs.frozen(kw_only=True)
@@ -36,12 +44,12 @@ class TextDecodingConfig:
     """Caption decoding strategy."""
 
     strategy: str = field("greedy", validator=one_of("greedy", "beam", "sample"))
-    num_beams: int = field(4, validator=in_range(1))
-    max_tokens: int = field(40, validator=in_range(1))
-    temperature: float = field(1.0, validator=in_range(0.0, low_open=True))
+    num_beams: int = field(4, validator=in_range(1, MAX_BEAMS))
+    max_tokens: int = field(40, validator=in_range(1, MAX_CAPTION_TOKENS))
+    temperature: float = field(1.0, validator=in_range(0.0, MAX_TEMPERATURE, low_open=True))
     top_k: int = field(0, validator=in_range(0))
     top_p: float = field(1.0, validator=in_range(0.0, 1.0, low_open=True))
-    length_penalty: float = field(1.0)
+    length_penalty: float = field(1.0, validator=in_range(-100.0, 100.0))
 
 
 def filter_logits(logits: torch.Tensor, top_k: int = 0, top_p: float = 1.0) -> torch.Tensor:

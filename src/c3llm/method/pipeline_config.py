@@ -27,7 +27,7 @@ import attrs
 
 from c3llm.core.config import field, from_mapping, in_range
 from c3llm.core.errors import ConfigError
-from c3llm.method.generation import SamplingConfig, TextDecodingConfig
+from c3llm.method.generation import MAX_SECONDS, SamplingConfig, TextDecodingConfig
 
 #: component section -> role
 COMPONENT_SECTIONS: dict[str, str] = {
@@ -46,7 +46,8 @@ class GenerateSection:
 
     sampling: SamplingConfig = field(factory=SamplingConfig)
     text: TextDecodingConfig = field(factory=TextDecodingConfig)
-    duration: float | None = field(None, validator=in_range(0.0, low_open=True), help="seconds of T2A audio")
+    duration: float | None = field(None, validator=in_range(0.0, MAX_SECONDS, low_open=True),
+                                   help=f"seconds of T2A audio (at most {MAX_SECONDS:g})")
 
 
 def expand_placeholders(data: Mapping[str, Any]) -> dict[str, Any]:

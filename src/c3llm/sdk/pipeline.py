@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from c3llm.core.media import Audio, Video, load_audio, load_video
 from c3llm.core.registry import get_registry
 from c3llm.method.assembly import assemble, build_components, load_model, save_model
 from c3llm.method.generation import (
+    MAX_SECONDS,
     SamplingConfig,
     codes_to_audio,
     generate_acoustic,
@@ -29,6 +31,12 @@ from c3llm.method.sequence import PromptConfig
 log = logging.getLogger(__name__)
 
 MAX_TEXT_CHARS = 2000
+#: Shortest audio a request may ask for (shorter would round to no samples).
+MIN_SECONDS = 0.05
+#: Largest seed accepted (seeds feed 64-bit generators).
+MAX_SEED = 2**63 - 1
+# Request bounds (docs/limits.md): audio asked for, and audio or video read, last at most
+# MAX_SECONDS; a video read without a duration is clipped to its first MAX_SECONDS.
 
 
 class Pipeline:
@@ -176,7 +184,10 @@ class Pipeline:
         if video_pooling not in ("frame", "mean"):
             raise InputError(f"video_pooling must be 'frame' or 'mean', got {video_pooling!r}")
         videos, _ = _as_list(video, (str, Path, Video), "video")
-        videos = [v if isinstance(v, Video) else load_video(v) for v in videos]
+        wanted = _per_item(duration, len(videos))
+        # decoding stops at the duration asked for (else at MAX_SECONDS: longer videos are clipped)
+        videos = [_clip_video(v if isinstance(v, Video) else load_video(v, max_seconds=d or MAX_SECONDS))
+                  for v, d in zip(videos, wanted)]
         texts: list[str | None] = [None] * len(videos)
         if text is not None:
             texts, _ = _as_list(text, str, "text")
@@ -206,6 +217,7 @@ class Pipeline:
         """``audio`` through the pipeline's codec (encode -> decode): what the best generation
         can sound like with this codec."""
         audio = audio if isinstance(audio, Audio) else load_audio(audio)
+        _check_audio(audio)
         return resynthesize(self.model.decoder, audio)
 
     def audio_to_text(self, audio: str | Path | Audio | Sequence[str | Path | Audio], *,
@@ -215,8 +227,7 @@ class Pipeline:
         audios, single = _as_list(audio, (str, Path, Audio), "audio")
         audios = [a if isinstance(a, Audio) else load_audio(a) for a in audios]
         for a in audios:
-            if a.num_samples == 0:
-                raise InputError("audio has no samples")
+            _check_audio(a)
         config = _evolve(self.generate_defaults.text, decoding, "decoding")
         self._ready()
         feats = self.model.encode_media("audio", audios)
@@ -237,6 +248,8 @@ class Pipeline:
     def _generator(self, seed: int | None) -> torch.Generator | None:
         if seed is None:
             return None
+        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+            raise InputError(f"seed must be an integer from 0 to 2**63 - 1, got {str(seed)[:40]}")
         return torch.Generator(device=self.model.device).manual_seed(int(seed))
 
     @torch.no_grad()
@@ -291,11 +304,37 @@ def _check_text(text: str) -> None:
         raise InputError("text is empty; describe the sound to generate")
     if len(text) > MAX_TEXT_CHARS:
         raise InputError(f"text is {len(text)} characters long; at most {MAX_TEXT_CHARS} are accepted")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InputError(f"text is not valid Unicode at character {exc.start} (a lone surrogate?)") from exc
 
 
 def _check_duration(duration: float | None) -> None:
-    if duration is not None and not (isinstance(duration, (int, float)) and 0 < duration < 3600):
+    if duration is None:
+        return
+    if isinstance(duration, bool) or not isinstance(duration, (int, float)) or not math.isfinite(duration):
         raise InputError(f"duration must be a positive number of seconds, got {duration!r}")
+    if not MIN_SECONDS <= duration <= MAX_SECONDS:
+        raise InputError(f"duration must be a positive number of seconds from {MIN_SECONDS:g} to "
+                         f"{MAX_SECONDS:g}, got {duration!r}")
+
+
+def _check_audio(audio: Audio) -> None:
+    if audio.num_samples == 0:
+        raise InputError("audio has no samples")
+    if audio.duration > MAX_SECONDS:
+        raise InputError(f"audio lasts {audio.duration:.1f} s; at most {MAX_SECONDS:g} s are accepted "
+                         "(cut it into shorter clips)")
+
+
+def _clip_video(video: Video) -> Video:
+    """``video`` cut to its first MAX_SECONDS (logged), else unchanged."""
+    if video.duration <= MAX_SECONDS:
+        return video
+    keep = video.times < MAX_SECONDS
+    log.warning("video lasts %.1f s; using its first %g s (MAX_SECONDS)", video.duration, MAX_SECONDS)
+    return Video(video.frames[keep], video.times[keep], MAX_SECONDS)
 
 
 def _evolve(config: Any, overrides: Mapping[str, Any], where: str) -> Any:

@@ -11,6 +11,7 @@ from typing import Any
 
 from c3llm.app.evaluation.generate import CAPTIONS_FILE, read_captions
 from c3llm.core.media import load_audio
+from c3llm.core.paths import file_stem
 
 log = logging.getLogger(__name__)
 
@@ -124,8 +125,8 @@ def collect_examples(run_dir: Path, splits: dict[str, list], count: int) -> dict
         chosen = []
         for s in samples[:count]:
             audio = [("reference", "Reference", Path(s.audio_path))]
-            audio += [(folder, name, gen_dir / folder / f"{s.id}.wav") for folder, name in EXAMPLE_AUDIO
-                      if (gen_dir / folder / f"{s.id}.wav").is_file()]
+            audio += [(folder, name, gen_dir / folder / f"{file_stem(s.id)}.wav") for folder, name in EXAMPLE_AUDIO
+                      if (gen_dir / folder / f"{file_stem(s.id)}.wav").is_file()]
             chosen.append({"id": s.id, "prompt": s.captions[0] if s.captions else None,
                            "caption": captions.get(s.id, {}).get("caption"), "references": list(s.captions),
                            "audio": audio})
@@ -142,12 +143,12 @@ def materialise_examples(examples: dict[str, list[dict[str, Any]]], eval_dir: Pa
         for clip in clips:
             copies = []
             for key, name, src in clip["audio"]:
-                dst = eval_dir / "samples" / label / clip["id"] / f"{key}.wav"
+                dst = eval_dir / "samples" / label / file_stem(clip["id"]) / f"{key}.wav"
                 dst.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(src, dst)
                 copies.append({"name": name, "path": str(dst.relative_to(eval_dir))})
             figure = plot_spectrograms([(name, src) for _, name, src in clip["audio"]], f"{label} / {clip['id']}",
-                                       eval_dir / "figures" / f"mel_{label}_{clip['id']}.png")
+                                       eval_dir / "figures" / f"mel_{label}_{file_stem(clip['id'])}.png")
             shown[label].append({**{k: v for k, v in clip.items() if k != "audio"}, "audio": copies,
                                  "spectrogram": str(figure.relative_to(eval_dir))})
     return shown

@@ -10,20 +10,23 @@ For each clip of the split (resumable: finished clips are skipped) it writes::
     codec/{id}.wav        the reference through the codec (encode -> decode): the ceiling of T2A/V2A
     captions.jsonl        audio -> text: {"id", "caption", "references"}
 
-Audio lasts as long as the reference clip, so metrics compare like with like.
+Audio lasts as long as the reference clip, so metrics compare like with like. Clips without a
+video (AudioCaps, Clotho) get no ``v2a*`` outputs; the other tasks run as usual. ``{id}`` is
+:func:`~c3llm.core.paths.file_stem` of the sample id: the id itself when it is a plain file
+name, else a sanitised name with a hash, never a path out of ``out_dir``.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from c3llm.core.errors import InputError
 from c3llm.core.media import Audio, load_audio, load_video
+from c3llm.core.paths import file_stem
 from c3llm.sdk.pipeline import Pipeline
 
 log = logging.getLogger(__name__)
@@ -48,14 +51,14 @@ def read_captions(path: Path) -> dict[str, dict[str, Any]]:
     return rows
 
 
-def _save(audio: Audio, path: Path) -> None:
-    tmp = path.with_name(path.stem + ".tmp" + path.suffix)
-    audio.save(tmp)
-    os.replace(tmp, path)
+def _done(out_dir: Path, sample, captions_done: set[str], tasks: Sequence[str]) -> bool:
+    return all((out_dir / t / f"{file_stem(sample.id)}.wav").is_file() for t in tasks_for(sample, tasks)) \
+        and sample.id in captions_done
 
 
-def _done(out_dir: Path, sample_id: str, captions_done: set[str], tasks: Sequence[str]) -> bool:
-    return all((out_dir / t / f"{sample_id}.wav").is_file() for t in tasks) and sample_id in captions_done
+def tasks_for(sample, tasks: Sequence[str]) -> list[str]:
+    """The audio outputs a clip gets: no ``v2a*`` for a clip without a video."""
+    return [t for t in tasks if sample.video_path is not None or not t.startswith("v2a")]
 
 
 def generate_for_split(pipe: Pipeline, samples, out_dir: Path, *, seed: int = 0, batch_size: int = 8,
@@ -74,7 +77,7 @@ def generate_for_split(pipe: Pipeline, samples, out_dir: Path, *, seed: int = 0,
         (out_dir / t).mkdir(parents=True, exist_ok=True)
     captions_file = out_dir / CAPTIONS_FILE
     done_captions = set(read_captions(captions_file)) if "a2t" in pipe.tasks else {s.id for s in samples}
-    todo = [s for s in samples if not _done(out_dir, s.id, done_captions, tasks)]
+    todo = [s for s in samples if not _done(out_dir, s, done_captions, tasks)]
     log.info("generate %s: %d clips (%d already done)", out_dir.name, len(todo), len(samples) - len(todo))
     bar = progress_bar(len(todo), f"generate {out_dir.name}", unit="clip", enabled=progress)
     for start in range(0, len(todo), batch_size):
@@ -87,12 +90,15 @@ def generate_for_split(pipe: Pipeline, samples, out_dir: Path, *, seed: int = 0,
         for name, refine in (("t2a", True), ("t2a_no_nar", False)):
             _save_all(batch, pipe.tokens_to_audio(tokens, refine=refine), out_dir / name)
         # video -> audio, and the mean-pooled-video ablation
-        if "v2a" in pipe.tasks:
-            videos = [load_video(s.video_path) for s in batch]
-            tokens = pipe.video_to_tokens(videos, duration=durations, seed=batch_seed)
+        with_video = [i for i, s in enumerate(batch) if s.video_path is not None]
+        if "v2a" in pipe.tasks and with_video:  # clips without a video (audio-only sets) skip V2A
+            clips = [batch[i] for i in with_video]
+            videos = [load_video(s.video_path, max_seconds=durations[i]) for i, s in zip(with_video, clips)]
+            spans = [durations[i] for i in with_video]
+            tokens = pipe.video_to_tokens(videos, duration=spans, seed=batch_seed)
             for name, refine in (("v2a", True), ("v2a_no_nar", False)):
-                _save_all(batch, pipe.tokens_to_audio(tokens, refine=refine), out_dir / name)
-            _save_all(batch, pipe.video_to_audio(videos, duration=durations, seed=batch_seed, video_pooling="mean"),
+                _save_all(clips, pipe.tokens_to_audio(tokens, refine=refine), out_dir / name)
+            _save_all(clips, pipe.video_to_audio(videos, duration=spans, seed=batch_seed, video_pooling="mean"),
                       out_dir / "v2a_pooled")
         # the references through the codec: the best generated audio can sound with this codec
         _save_all(batch, [pipe.reconstruct(r) for r in refs], out_dir / "codec")
@@ -111,4 +117,4 @@ def generate_for_split(pipe: Pipeline, samples, out_dir: Path, *, seed: int = 0,
 
 def _save_all(samples, audios: Sequence[Audio], folder: Path) -> None:
     for s, a in zip(samples, audios):
-        _save(a, folder / f"{s.id}.wav")
+        a.save(folder / f"{file_stem(s.id)}.wav")  # atomic: temp file + rename

@@ -44,6 +44,7 @@ from c3llm.core.errors import (
     UnavailableError,
 )
 from c3llm.core.media import Audio, load_audio
+from c3llm.core.paths import file_stem
 from c3llm.method.generation import resynthesize
 
 log = logging.getLogger(__name__)
@@ -75,13 +76,16 @@ def expected_outputs(components: dict[str, Any]) -> tuple[list[str], bool]:
     return folders, "audio_encoder" in components
 
 
-def missing_outputs(gen_dir: Path, ids: Sequence[str], folders: Sequence[str], captions: bool) -> list[str]:
-    """What ``gen_dir`` lacks for ``ids``: one line per incomplete output (empty when complete)."""
+def missing_outputs(gen_dir: Path, ids: Sequence[str], folders: Sequence[str], captions: bool,
+                    video_ids: Sequence[str] | None = None) -> list[str]:
+    """What ``gen_dir`` lacks for ``ids``: one line per incomplete output (empty when complete).
+    ``video_ids``: the clips that have a video (default: all); only they get ``v2a*`` outputs."""
     missing = []
     for folder in folders:
-        count = sum(not (gen_dir / folder / f"{i}.wav").is_file() for i in ids)
+        wanted = ids if video_ids is None or not folder.startswith("v2a") else [i for i in ids if i in set(video_ids)]
+        count = sum(not (gen_dir / folder / f"{file_stem(i)}.wav").is_file() for i in wanted)
         if count:
-            missing.append(f"{folder}: {count} of {len(ids)} clips")
+            missing.append(f"{folder}: {count} of {len(wanted)} clips")
     if captions:
         have = read_captions(gen_dir / CAPTIONS_FILE)
         count = sum(i not in have for i in ids)
@@ -98,7 +102,8 @@ def ensure_generated(ctx, splits: dict[str, list]) -> None:
     pipe = None
     for label, samples in splits.items():
         gen_dir = ctx.directory / "generated" / label
-        missing = missing_outputs(gen_dir, [s.id for s in samples], folders, captions)
+        missing = missing_outputs(gen_dir, [s.id for s in samples], folders, captions,
+                                  [s.id for s in samples if s.video_path is not None])
         if not missing:
             continue
         log.info("evaluate %s: generated outputs incomplete (%s); generating them", label, "; ".join(missing))
@@ -167,12 +172,16 @@ def evaluate_split(label: str, samples: list, references: list[Audio], gen_dir: 
     tasks: dict[str, Any] = {}
     for task, systems in GENERATED_SYSTEMS.items():
         present = {k: v for k, v in systems.items() if (gen_dir / v[0]).is_dir()}
+        if task == "v2a" and present and any(s.video_path is None for s in samples):
+            log.info("evaluate %s: V2A not scored, %d of %d clips have no video", label,
+                     sum(s.video_path is None for s in samples), len(samples))
+            continue
         if not present:
             continue
         log.info("evaluate %s: scoring %s (%s)", label, TASK_LABELS[task], ", ".join(v[1] for v in present.values()))
         out: dict[str, Any] = {}
         for key, (folder, name, kind) in present.items():
-            audios = load_audios([gen_dir / folder / f"{i}.wav" for i in ids])
+            audios = load_audios([gen_dir / folder / f"{file_stem(i)}.wav" for i in ids])
             out[key] = _system(name, kind, f"generated/{label}/{folder}", len(ids), scorer.audio(
                 task, (label, task, key), audios, reference_key=ref_key, references=references, ids=ids, rows=rows))
         baseline_kw = dict(reference_key=ref_key, references=references, ids=ids, rows=rows)

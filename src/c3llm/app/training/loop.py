@@ -155,7 +155,7 @@ class Trainer:
                 f"{self.checkpoint_dir} was written for other trainable parameters "
                 f"(config changed?); delete it or use a new run name"
             )
-        trained = load_tensors(self.checkpoint_dir / "trained.safetensors")
+        trained = load_tensors(self.checkpoint_dir / "trained.safetensors", expected=self.params)
         with torch.no_grad():
             for n, p in self.params.items():
                 p.copy_(trained[n])

@@ -319,8 +319,8 @@ class CausalLMBackbone(Backbone, nn.Module):
         for i, text in enumerate(texts):
             if not isinstance(text, str) or not text.strip():
                 raise InputError(f"text {i} is empty or not a string ({text!r}); give non-empty captions")
-        encodings = self._tokenizer.encode_batch(list(texts), add_special_tokens=False)
-        return [list(e.ids) for e in encodings]
+        from c3llm.plugins.backbones.text_tokenizer import encode_plain
+        return encode_plain(self._tokenizer, list(texts), self._special.control_ids() if self._special else ())
 
     def detokenize(self, ids: Sequence[int]) -> str:
         self._require_model()

@@ -3,6 +3,8 @@ the machine is online; offline, a clear error that says how to get the files her
 
 from __future__ import annotations
 
+import os
+import socket
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -30,7 +32,31 @@ def resolve_source(name: str) -> str:
             f"backbone.pretrained directory not found: {name!r}. Download the model on a "
             "machine with network access and pass the local directory."
         )
+    if not _in_hub_cache(name) and not hub_reachable():
+        raise unavailable("pretrained", name, ConnectionError("the Hugging Face hub cannot be reached (offline)"))
     return name
+
+
+def _in_hub_cache(name: str) -> bool:
+    """Whether a hub id's config is already in the local Hugging Face cache (works offline)."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        return isinstance(try_to_load_from_cache(name, "config.json"), str)
+    except Exception:  # a malformed id, an unreadable cache: treat as not cached
+        return False
+
+
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """Fail at once offline (``HF_HUB_OFFLINE=1``, or no connection within ``timeout``)
+    instead of letting the hub client retry for ~20 s."""
+    if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes"):
+        return False
+    try:
+        socket.create_connection(("huggingface.co", 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
 
 
 def unavailable(model_type: str, name: str, exc: Exception) -> UnavailableError:

@@ -14,11 +14,11 @@ for any text written with single spaces and characters the corpus (or the ASCII 
 from __future__ import annotations
 
 import string
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from c3llm.core.errors import CheckpointError, ConfigError
+from c3llm.core.errors import CheckpointError, ConfigError, InputError
 
 if TYPE_CHECKING:
     from tokenizers import Tokenizer
@@ -142,6 +142,30 @@ def train_tokenizer(corpus: Sequence[str] = (), vocab_size: int = 512) -> "Token
     )
     tokenizer.train_from_iterator(texts, trainer=trainer)
     return tokenizer
+
+
+def encode_plain(tokenizer: "Tokenizer", texts: Sequence[str], forbidden: Iterable[int] = ()) -> list[list[int]]:
+    """Token ids of user ``texts`` read as plain text: special and added tokens written in the
+    text (``<eos>``, ``<Audio>``, ``<a_3>``) are not matched, so user text cannot forge a
+    control token; any id in ``forbidden`` or of a special added token that still comes out
+    (a non-special added token spelt like one) is dropped.
+
+    :raises InputError: a text that is not valid Unicode (a lone surrogate).
+    """
+    for i, text in enumerate(texts):
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise InputError(f"text {i} is not valid Unicode at character {exc.start} (a lone surrogate?)") from exc
+    unknown = tokenizer.token_to_id(UNK)  # an unknown character stays <unk>, as before
+    banned = set(forbidden) | {i for i, t in tokenizer.get_added_tokens_decoder().items() if t.special and i != unknown}
+    previous = tokenizer.encode_special_tokens
+    tokenizer.encode_special_tokens = True  # "<Audio>" in a text is "<", "audio", ">"
+    try:
+        encodings = tokenizer.encode_batch(list(texts), add_special_tokens=False)
+    finally:
+        tokenizer.encode_special_tokens = previous
+    return [[i for i in e.ids if i not in banned] for e in encodings]
 
 
 def save_tokenizer(tokenizer: "Tokenizer", path: str | Path) -> Path:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from c3llm.core.errors import ConfigError, InputError
+from c3llm.core.paths import name_problem
 from c3llm.core.roles.dataset import Dataset, Sample, SkippedItem
 
 log = logging.getLogger(__name__)
@@ -77,28 +78,59 @@ def read_csv(
     require_manifest(path, dataset, expected)
     with path.open(newline="", encoding="utf-8-sig") as handle:
         reader = csv.reader(handle)
-        if header:
-            first = next(reader, None)
-            got = [c.strip() for c in first] if first is not None else []
-            if got != list(columns):
-                raise InputError(
-                    f"{path}:1: expected the header {','.join(columns)!r}, got {','.join(got)!r}. "
-                    f"Is this the {dataset} {expected}?"
-                )
-        for row in reader:
-            line = reader.line_num
-            if not row or all(not cell.strip() for cell in row):
-                continue
-            if len(row) != len(columns):
-                raise InputError(
-                    f"{path}:{line}: expected {len(columns)} columns ({','.join(columns)}), "
-                    f"got {len(row)}: {','.join(row)[:120]!r}"
-                )
-            values = {c: v.strip() for c, v in zip(columns, row)}
-            empty = [c for c, v in values.items() if not v]
-            if empty:
-                raise InputError(f"{path}:{line}: column {empty[0]!r} is empty")
-            yield line, values
+        yield from _checked_rows(reader, path, columns=columns, header=header, dataset=dataset, expected=expected)
+
+
+def readable_lines(path: Path) -> Iterator[tuple[int, str]]:
+    """``(line number, text)`` of a UTF-8 text manifest; a byte that is not UTF-8 is an
+    :class:`InputError` naming ``path:line``."""
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InputError(_not_utf8(path, raw, exc)) from exc
+    yield from enumerate(text.splitlines(), start=1)
+
+
+def _not_utf8(path: Path, raw: bytes, exc: UnicodeDecodeError) -> str:
+    line = raw[: exc.start].count(b"\n") + 1
+    return f"{path}:{line}: not UTF-8 text (byte {raw[exc.start]:#04x}); save the manifest as UTF-8"
+
+
+def _checked_rows(reader: Any, path: Path, *, columns: Sequence[str], header: bool, dataset: str,
+                  expected: str) -> Iterator[tuple[int, dict[str, str]]]:
+    try:
+        yield from _rows(reader, path, columns=columns, header=header, dataset=dataset, expected=expected)
+    except UnicodeDecodeError as exc:
+        raise InputError(_not_utf8(path, path.read_bytes(), exc)) from exc
+    except csv.Error as exc:  # NUL bytes, a field over csv's size limit
+        raise InputError(f"{path}:{reader.line_num + 1}: not a readable CSV row ({exc})") from exc
+
+
+def _rows(reader: Any, path: Path, *, columns: Sequence[str], header: bool, dataset: str,
+          expected: str) -> Iterator[tuple[int, dict[str, str]]]:
+    if header:
+        first = next(reader, None)
+        got = [c.strip() for c in first] if first is not None else []
+        if got != list(columns):
+            raise InputError(
+                f"{path}:1: expected the header {','.join(columns)!r}, got {','.join(got)!r}. "
+                f"Is this the {dataset} {expected}?"
+            )
+    for row in reader:
+        line = reader.line_num
+        if not row or all(not cell.strip() for cell in row):
+            continue
+        if len(row) != len(columns):
+            raise InputError(
+                f"{path}:{line}: expected {len(columns)} columns ({','.join(columns)}), "
+                f"got {len(row)}: {','.join(row)[:120]!r}"
+            )
+        values = {c: v.strip() for c, v in zip(columns, row)}
+        empty = [c for c, v in values.items() if not v]
+        if empty:
+            raise InputError(f"{path}:{line}: column {empty[0]!r} is empty")
+        yield line, values
 
 
 def parse_int(value: str, *, path: Path, line: int, column: str) -> int:
@@ -214,7 +246,14 @@ class ManifestDataset(Dataset, abc.ABC):
         return len(self.samples())
 
     def resolve(self, pattern: str, **values: Any) -> Path:
-        """Absolute media path from a config pattern, relative to ``root``."""
+        """Absolute media path from a config pattern, relative to ``root``. Manifest values
+        fill one file-name part each: a value with a path separator or ``..`` (which would
+        point outside ``root``) is an :class:`InputError`."""
+        for key, value in values.items():
+            problem = name_problem(value) if isinstance(value, str) else None
+            if problem:
+                raise InputError(f"{self.name}: manifest value {key} = {value!r} {problem}; "
+                                 "it names a media file under root, so it must be a plain file name")
         return (self.root / pattern.format(**values)).absolute()
 
     def _scan(self) -> list[Sample]:

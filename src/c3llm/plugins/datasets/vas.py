@@ -28,6 +28,7 @@ from c3llm.plugins.datasets.manifest import (
     ManifestDataset,
     audio_visual_sample,
     pattern_validator,
+    readable_lines,
     require_manifest,
 )
 
@@ -69,25 +70,24 @@ class VAS(ManifestDataset):
             self.root / cfg.split_file_pattern.format(split=cfg.split), self.name,
             f"the VAS {cfg.split} split list (rows <class>/<video_id>, as SpecVQGAN's data/vas_{cfg.split}.txt)",
         )
-        with path.open(encoding="utf-8-sig") as handle:
-            for line, text in enumerate(handle, start=1):
-                entry = text.strip()
-                if not entry:
-                    continue
-                label, sep, video_id = entry.partition("/")
-                if not sep or not label or not video_id or "/" in video_id:
-                    raise InputError(f"{path}:{line}: expected <class>/<video_id>, got {entry!r}")
-                if label not in cfg.classes:
-                    raise InputError(
-                        f"{path}:{line}: unknown class {label!r}; expected one of {', '.join(cfg.classes)} "
-                        f"(set `classes` for another class list)"
-                    )
-                keys = {"label": label, "video_id": video_id}
-                yield audio_visual_sample(
-                    id=f"{label}/{video_id}", split=cfg.split,
-                    video=self.resolve(cfg.video_pattern, **keys), audio=self.resolve(cfg.audio_pattern, **keys),
-                    label=label, metadata={"video_id": video_id},
+        for line, text in readable_lines(path):
+            entry = text.strip()
+            if not entry:
+                continue
+            label, sep, video_id = entry.partition("/")
+            if not sep or not label or not video_id or "/" in video_id:
+                raise InputError(f"{path}:{line}: expected <class>/<video_id>, got {entry!r}")
+            if label not in cfg.classes:
+                raise InputError(
+                    f"{path}:{line}: unknown class {label!r}; expected one of {', '.join(cfg.classes)} "
+                    f"(set `classes` for another class list)"
                 )
+            keys = {"label": label, "video_id": video_id}
+            yield audio_visual_sample(
+                id=f"{label}/{video_id}", split=cfg.split,
+                video=self.resolve(cfg.video_pattern, **keys), audio=self.resolve(cfg.audio_pattern, **keys),
+                label=label, metadata={"video_id": video_id},
+            )
 
 
 @hookimpl

@@ -32,6 +32,7 @@ from c3llm.core.roles.dataset import Sample, SkippedItem
 from c3llm.plugins.datasets.manifest import (
     ManifestDataset,
     audio_problem,
+    readable_lines,
     video_problem,
 )
 from c3llm.plugins.datasets.synthetic.captions import (
@@ -266,18 +267,19 @@ class SyntheticDataset(ManifestDataset):
                 f"synthetic: {path} not found. Set `root` to a folder written by "
                 f"c3llm.plugins.datasets.synthetic.generate_world(WorldConfig(), root)."
             )
-        with path.open(encoding="utf-8") as handle:
-            for line_number, line in enumerate(handle, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise InputError(f"{path}:{line_number}: not a JSON object ({exc}); regenerate the world") from exc
-                missing = [k for k in ("id", "split", "source", "captions", "audio", "video") if k not in row]
-                if missing:
-                    raise InputError(f"{path}:{line_number}: missing key(s) {missing}; regenerate the world")
-                yield line_number, row
+        for line_number, line in readable_lines(path):  # a non-UTF-8 byte names its line
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise InputError(f"{path}:{line_number}: not a JSON object ({exc}); regenerate the world") from exc
+            if not isinstance(row, dict):
+                raise InputError(f"{path}:{line_number}: expected a JSON object, got {type(row).__name__}")
+            missing = [k for k in ("id", "split", "source", "captions", "audio", "video") if k not in row]
+            if missing:
+                raise InputError(f"{path}:{line_number}: missing key(s) {missing}; regenerate the world")
+            yield line_number, row
 
     def candidates(self) -> Iterator[Sample | SkippedItem]:
         """The split's clips in manifest order, each media-checked (header / container only)."""
