@@ -49,6 +49,7 @@ from c3llm.plugins.backbones.hf_source import (
     resolve_source,
     unavailable,
 )
+from c3llm.plugins.backbones.vocabulary import grow_token_rows
 
 if TYPE_CHECKING:
     from tokenizers import Tokenizer
@@ -94,6 +95,7 @@ class CausalLMBackbone(Backbone, nn.Module):
         self._base_tokenizer_json: str | None = None  # the tokenizer before our additions
         self._special: SpecialTokens | None = None
         self._new_token_ids: list[int] = []
+        self._trainable_names: frozenset[str] = frozenset()  # mode's set: see _checkpoint_tensors
         self._merged = False
         self._tied_head = False  # head shares the embedding's weight (Gemma)
         self._pretrained_hidden_size: int | None = None
@@ -277,9 +279,7 @@ class CausalLMBackbone(Backbone, nn.Module):
             raise IncompatibleComponentsError("the tokenizer gave the acoustic tokens non-contiguous ids")
 
         hf = self._hf()
-        rows = hf.get_input_embeddings().weight.shape[0]
-        if offset + len(names) > rows:
-            hf.resize_token_embeddings(offset + len(names), mean_resizing=True)
+        grow_token_rows(hf, offset + len(names))  # new rows = the mean row (cheap at 256k rows)
         if self._tied_head and not self._head_is_tied():
             hf.tie_weights()
         self._new_token_ids = new_ids
@@ -311,6 +311,7 @@ class CausalLMBackbone(Backbone, nn.Module):
     def _setup_training(self) -> None:
         """Mark what trains: see ``CausalLMConfig.mode``."""
         self.model = wrap_for_training(self.model, self.config, self._new_token_ids, self._tied_head)
+        self._trainable_names = frozenset(n for n, p in self.model.named_parameters() if p.requires_grad)
 
     def tokenize(self, texts: Sequence[str]) -> list[list[int]]:
         self._require_model()
@@ -408,9 +409,8 @@ class CausalLMBackbone(Backbone, nn.Module):
     # -- checkpoints --------------------------------------------------------------------------------
 
     def _checkpoint_tensors(self) -> dict[str, torch.Tensor]:
-        """Live tensors a checkpoint holds: everything for a random preset, else what trains.
-
-        Tied weights appear once (``named_parameters`` drops duplicates)."""
+        """Live tensors a checkpoint holds: all for a random preset, else the set ``mode`` trains as
+        add_acoustic_vocabulary set it (a later freeze must not drop it); tied weights once."""
         self._require_model()
         if self._merged:
             raise CheckpointError(
@@ -418,7 +418,7 @@ class CausalLMBackbone(Backbone, nn.Module):
                 "checkpoint no longer matches a trainable backbone. Save checkpoints before merging."
             )
         everything = self.config.pretrained is None
-        return {n: p for n, p in self.model.named_parameters() if everything or p.requires_grad}
+        return {n: p for n, p in self.model.named_parameters() if everything or n in self._trainable_names}
 
     def checkpoint_state_dict(self) -> dict[str, torch.Tensor]:
         return {name: p.detach() for name, p in self._checkpoint_tensors().items()}
