@@ -72,7 +72,16 @@ class C3LLM(nn.Module):
                 f"{modality} features have width {features.shape[-1]} but the {modality} projector "
                 f"expects {proj.in_dim} (the encoder's output_dim); were they made by another encoder config?"
             )
-        return proj(features.to(self.device, torch.float32))
+        # One dtype rule on every device and precision: the projector computes in its own
+        # dtype, and what enters the backbone takes its token embeddings' dtype.
+        return proj(features.to(self.device)).to(self.embed_dtype)
+
+    @property
+    def embed_dtype(self) -> torch.dtype:
+        """The dtype of the backbone's token embeddings (bf16 for a bf16 backbone), which
+        projected features take on before they are spliced in."""
+        with torch.no_grad():
+            return self.backbone.embed(torch.zeros(1, 1, dtype=torch.long, device=self.device)).dtype
 
     def encode_media(self, modality: str, media: Sequence) -> list[torch.Tensor]:
         """Run the modality's encoder; returns each item's real frames ``(N_i, D_enc)``."""

@@ -28,4 +28,5 @@ class Projector(nn.Module):
         )
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        return self.net(features)  # (..., N, in_dim) -> (..., N, out_dim)
+        # (..., N, in_dim) -> (..., N, out_dim), computed in the projector's own dtype
+        return self.net(features.to(self.net[1].weight.dtype))

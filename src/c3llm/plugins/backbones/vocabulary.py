@@ -3,9 +3,10 @@
 transformers' ``resize_token_embeddings(mean_resizing=True)`` computes the covariance of
 the whole embedding (256k x 2048 at Gemma-2B: ~2 TFLOP in fp32 and a 2 GiB fp32 copy, 30-65 s
 on a CPU) only to sample the new rows from ``N(mean, 1e-9 * cov)``, i.e. the mean to within
-~3e-5 standard deviations. Here the new rows are that mean, computed in fp32 chunk by chunk,
-and the old rows are copied once: a fraction of a second at Gemma-2B dims
-(``benchmarks/vocab_resize.py``).
+~3e-5 standard deviations. Here the new rows are that mean (in fp32, chunk by chunk) plus
+the same tiny noise with a diagonal covariance (per-dimension std from at most 16 384 evenly
+spaced rows), which keeps the new tokens' logits from tying exactly; the old rows are copied
+once. ~15x faster and ~2.5x less peak memory at Gemma-2B dims (``benchmarks/vocab_resize.py``).
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-_CHUNK = 16_384  # rows summed at a time (bounded fp32 temporaries)
+_CHUNK = 16_384  # rows summed at a time (bounded fp32 temporaries); also the rows the std sees
+_NOISE_VARIANCE = 1e-9  # transformers' N(mean, 1e-9 * cov)
 
 
 def _row_mean(weight: torch.Tensor) -> torch.Tensor:
@@ -29,7 +31,9 @@ def _grown(weight: torch.Tensor, rows: int) -> nn.Parameter:
     new = torch.empty(rows, *weight.shape[1:], dtype=weight.dtype, device=weight.device)
     with torch.no_grad():
         new[:old].copy_(weight)
-        new[old:] = _row_mean(weight).to(weight.dtype)
+        spread = weight[:: max(1, old // _CHUNK)].float().std(0) if old > 1 else torch.zeros(weight.shape[1:])
+        noise = torch.randn(rows - old, *weight.shape[1:], device=weight.device) * spread * _NOISE_VARIANCE**0.5
+        new[old:] = (_row_mean(weight) + noise).to(weight.dtype)
     return nn.Parameter(new, requires_grad=weight.requires_grad)
 
 
