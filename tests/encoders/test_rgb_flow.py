@@ -139,6 +139,29 @@ def test_resnet18_loads_torchvision_layout(tmp_path):
         missing.load_pretrained()
 
 
+def test_legacy_torchvision_file_without_batch_counters_loads(tmp_path):
+    """torchvision's original ImageNet files (resnet50-0676ba61.pth, resnet18-5c106cde.pth) have
+    no num_batches_tracked keys; they load (counters 0), and real gaps are still refused."""
+    g = torch.Generator().manual_seed(1)
+    state = {name: (torch.rand(shape, generator=g) + 0.5 if name.endswith("running_var")
+                    else 0.05 * torch.randn(shape, generator=g))
+             for name, shape in _torchvision_resnet18_keys() if not name.endswith("num_batches_tracked")}
+    torch.save(state, tmp_path / "resnet18-5c106cde.pth")
+    video = Video.from_frames(_square_clip(1.0, 10), 10)
+    enc = RgbFlowEncoder(RgbFlowEncoderConfig(extractor="resnet18", frame_size=32,
+                                              weights=str(tmp_path / "resnet18-5c106cde.pth")))
+    enc.load_pretrained()
+    assert torch.equal(enc.rgb_net.bn1.running_mean, state["bn1.running_mean"])
+    assert int(enc.rgb_net.layer1[0].bn1.num_batches_tracked) == 0
+    assert torch.isfinite(enc([video]).embeds).all()
+    del state["layer3.1.bn2.running_mean"]  # a real mismatch: refused with the usual message
+    torch.save(state, tmp_path / "broken.pth")
+    bad = RgbFlowEncoder(RgbFlowEncoderConfig(extractor="resnet18", frame_size=32, weights=str(tmp_path / "broken.pth")))
+    with pytest.raises(CheckpointError, match=r"checkpoint does not match torchvision resnet18.*missing 2 key\(s\)"
+                                              r".*layer3.1.bn2.num_batches_tracked"):
+        bad.load_pretrained()
+
+
 def test_bad_videos_raise_media_errors(encoder, tmp_path, ten_second_file):
     import cv2
 

@@ -125,4 +125,18 @@ class ResNetFeatures(nn.Module):
         if not isinstance(state, dict):
             raise CheckpointError(f"{path} is not a state dict")
         state = {k.removeprefix("module."): v for k, v in state.items() if not k.removeprefix("module.").startswith("fc.")}
-        load_strict(self, state, owner=f"torchvision {self.name} ({path})")
+        load_strict(self, with_batch_counters(state, self.state_dict()), owner=f"torchvision {self.name} ({path})")
+
+
+def with_batch_counters(state: dict[str, torch.Tensor], own: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``state`` with each missing BatchNorm ``num_batches_tracked`` filled with 0, as torch's own
+    BatchNorm loader does: torchvision's original ImageNet files (``resnet50-0676ba61.pth``,
+    ``resnet18-5c106cde.pth``) predate the counter, which inference never reads. Only counters
+    of BatchNorms whose other tensors are in ``state`` are filled; anything else missing is
+    still a mismatch."""
+    filled = dict(state)
+    for key in own:
+        prefix = key.removesuffix("num_batches_tracked")
+        if key.endswith(".num_batches_tracked") and key not in state and f"{prefix}running_mean" in state:
+            filled[key] = torch.zeros((), dtype=torch.long)
+    return filled
