@@ -205,22 +205,43 @@ def demo(ctx: click.Context, quick: bool, out_dir: Path, overrides: tuple[str, .
 @click.option("--duration", type=float, help="Seconds of audio to generate.")
 @click.option("--seed", type=int, help="Seed for sampling.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Where to write the WAV.")
+@click.option("--jobs", type=click.Path(dir_okay=False, path_type=Path),
+              help="A JSONL or CSV file of jobs (text/video/audio, seconds, seed, output): run them all.")
+@click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("outputs"),
+              show_default=True, help="Folder for the outputs and results.jsonl of --jobs.")
+@click.option("--batch-size", type=click.IntRange(1, 256), default=8, show_default=True,
+              help="Jobs per batched call (--jobs).")
 @click.pass_context
-def generate(ctx, checkpoint, config, overrides, text, video, audio, duration, seed, out) -> None:
-    """Generate audio from --text/--video, or a caption from --audio."""
+def generate(ctx, checkpoint, config, overrides, text, video, audio, duration, seed, out, jobs, out_dir,
+             batch_size) -> None:
+    """Generate audio from --text/--video, a caption from --audio, or everything a --jobs file lists."""
     from c3llm.core.errors import InputError
     from c3llm.sdk.pipeline import Pipeline
 
     if (checkpoint is None) == (config is None):
         raise InputError("give exactly one of --checkpoint DIR or --config FILE")
-    if audio is None and text is None and video is None:
-        raise InputError("nothing to do: give --text, --video or --audio")
+    if jobs is not None and (audio or text or video):
+        raise InputError("--jobs runs the requests of a file; drop --text/--video/--audio")
+    if jobs is None and audio is None and text is None and video is None:
+        raise InputError("nothing to do: give --text, --video, --audio or --jobs")
     if audio is not None and (text or video):
         raise InputError("--audio (captioning) cannot be combined with --text/--video")
+    job_list = None
+    if jobs is not None:
+        from c3llm.app.jobs import read_jobs
+
+        job_list = read_jobs(jobs)  # checked before the model loads
     if checkpoint is not None:
         pipe = Pipeline.from_pretrained(checkpoint, disabled_plugins=ctx.obj["disabled"])
     else:
         pipe = Pipeline.from_config(config, overrides, disabled_plugins=ctx.obj["disabled"])
+    if job_list is not None:
+        from c3llm.app.jobs import RESULTS_FILE, run_jobs
+
+        counts = run_jobs(pipe, job_list, out_dir, batch_size=batch_size)
+        click.echo(f"jobs: {counts['done']} done, {counts['skipped']} skipped, {counts['failed']} failed; "
+                   f"results in {out_dir / RESULTS_FILE}")
+        return
     if audio is not None:
         click.echo(pipe.audio_to_text(audio, seed=seed))
         return

@@ -68,12 +68,15 @@ def filter_logits(logits: torch.Tensor, top_k: int = 0, top_p: float = 1.0) -> t
 
 
 def draw(logits: torch.Tensor, temperature: float, top_k: int, top_p: float,
-         generator: torch.Generator | None) -> torch.Tensor:
-    """Pick one token per row of ``(B, V)`` logits."""
+         generator: torch.Generator | Sequence[torch.Generator | None] | None) -> torch.Tensor:
+    """Pick one token per row of ``(B, V)`` logits. ``generator``: one for the batch, or one
+    per row (then a row's draw does not depend on the rows batched with it)."""
     if temperature == 0:
         return logits.argmax(-1)
     logits = filter_logits(logits.float() / temperature, top_k, top_p)
     probs = logits.softmax(-1)
+    if isinstance(generator, (list, tuple)):
+        return torch.cat([torch.multinomial(probs[i:i + 1], 1, generator=g)[:, 0] for i, g in enumerate(generator)])
     return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
 
 
@@ -92,7 +95,7 @@ def generate_acoustic(
     *,
     num_frames: Sequence[int | None],
     sampling: SamplingConfig = SamplingConfig(),
-    generator: torch.Generator | None = None,
+    generator: torch.Generator | Sequence[torch.Generator | None] | None = None,
     unconditional: Sequence[Example] | None = None,
 ) -> list[torch.Tensor]:
     """Generate codebook-1 codes for each prompt.

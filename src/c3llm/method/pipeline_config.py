@@ -48,6 +48,13 @@ class GenerateSection:
     text: TextDecodingConfig = field(factory=TextDecodingConfig)
     duration: float | None = field(None, validator=in_range(0.0, MAX_SECONDS, low_open=True),
                                    help=f"seconds of T2A audio (at most {MAX_SECONDS:g})")
+    window_seconds: float = field(
+        10.0, validator=in_range(0.0, low_open=True),
+        help="longest audio the LLM makes in one pass (its training length); longer audio is made window by "
+             "window, each continuing from the previous one's last context_seconds")
+    context_seconds: float = field(
+        2.0, validator=in_range(0.0, low_open=True),
+        help="audio carried from one window into the next (windowed continuation); less than window_seconds")
 
 
 def expand_placeholders(data: Mapping[str, Any]) -> dict[str, Any]:

@@ -16,6 +16,12 @@ from c3llm.core.errors import CheckpointError, InputError
 from c3llm.core.media import Audio, Video, load_audio, load_video
 from c3llm.core.registry import get_registry
 from c3llm.method.assembly import assemble, build_components, load_model, save_model
+from c3llm.method.continuation import (
+    Windows,
+    decode_chunked,
+    refine_windowed,
+    windowed_codes,
+)
 from c3llm.method.generation import (
     MAX_SECONDS,
     SamplingConfig,
@@ -174,8 +180,11 @@ class Pipeline:
         durations = _per_item(duration, len(texts))
         self._ready()
         seq = self.model.sequences
-        codes = self._codes([seq.text_to_audio(t) for t in texts], durations, seed, sampling)
-        return CoarseTokens(codes=codes, captions=list(texts), video=[None] * len(texts), durations=durations)
+        prompts = [seq.text_to_audio(t) for t in texts]
+        windows = self._windows(durations)
+        codes = self._codes(lambda i, start, end: prompts[i], durations, seed, sampling, windows)
+        return CoarseTokens(codes=codes, captions=list(texts), video=[None] * len(texts), durations=durations,
+                            windows=windows)
 
     def video_to_tokens(self, video: str | Path | Video | Sequence[str | Path | Video], *,
                         text: str | Sequence[str] | None = None, duration: float | Sequence[float] | None = None,
@@ -202,16 +211,39 @@ class Pipeline:
         if video_pooling == "mean":
             feats = [f.mean(0, keepdim=True).expand_as(f).clone() for f in feats]  # (N, D), no timing left
         seq = self.model.sequences
-        codes = self._codes([seq.video_to_audio(f, caption=t) for f, t in zip(feats, texts)], durations, seed, sampling)
-        return CoarseTokens(codes=codes, captions=texts, video=feats, durations=durations)
+        rate = self.model.decoder.frame_rate
+        spans = [VideoSpan(f, v.duration, rate) for f, v in zip(feats, videos)]
+        windows = self._windows(durations)
+        codes = self._codes(lambda i, start, end: seq.video_to_audio(
+            spans[i].frames(start, end) if windows is not None else feats[i], caption=texts[i]),
+            durations, seed, sampling, windows)
+        return CoarseTokens(codes=codes, captions=texts, video=feats, durations=durations, windows=windows,
+                            video_spans=spans)
 
     @torch.no_grad()
     def tokens_to_audio(self, tokens: CoarseTokens, *, refine: bool = True) -> list[Audio]:
         """Codebook-1 tokens -> the refiner (codebooks 2..Q, unless ``refine`` is off) -> the
         codec -> one :class:`Audio` per item, trimmed to its duration."""
         self._ready()
-        return codes_to_audio(self.model, tokens.codes, captions=tokens.captions, video=tokens.video,
-                              durations=tokens.durations, refine=refine)
+        windows = tokens.windows
+        if windows is None or all(c.shape[0] <= windows.size for c in tokens.codes):
+            return codes_to_audio(self.model, tokens.codes, captions=tokens.captions, video=tokens.video,
+                                  durations=tokens.durations, refine=refine)
+        return [self._long_audio(tokens, i, refine) for i in range(len(tokens.codes))]
+
+    def _long_audio(self, tokens: CoarseTokens, i: int, refine: bool) -> Audio:
+        """One item longer than a window: refine window by window, decode in cross-faded chunks."""
+        model, windows = self.model, tokens.windows
+        coarse = tokens.codes[i]
+        codes = coarse[None]  # (1, S)
+        if refine and model.refiner is not None:
+            span = tokens.video_spans[i] if tokens.video_spans else None
+            codes = refine_windowed(model, coarse, lambda start, end: (
+                tokens.captions[i], span.frames(start, end) if span is not None else None), windows)
+        wav = decode_chunked(model.decoder, codes, chunk=windows.size, overlap=max(1, windows.context // 2))
+        duration = tokens.durations[i]
+        samples = round(duration * model.decoder.sample_rate) if duration is not None else wav.shape[-1]
+        return Audio(wav[:, :samples].float().cpu(), int(model.decoder.sample_rate))
 
     def reconstruct(self, audio: str | Path | Audio) -> Audio:
         """``audio`` through the pipeline's codec (encode -> decode): what the best generation
@@ -232,7 +264,7 @@ class Pipeline:
         self._ready()
         feats = self.model.encode_media("audio", audios)
         prompts = [self.model.sequences.audio_to_text(f) for f in feats]
-        ids = generate_text(self.model, prompts, config, generator=self._generator(seed))
+        ids = generate_text(self.model, prompts, config, generator=self._generators(seed, len(prompts)))
         texts = [self.model.backbone.detokenize(i) for i in ids]
         return texts[0] if single else texts
 
@@ -252,14 +284,43 @@ class Pipeline:
             raise InputError(f"seed must be an integer from 0 to 2**63 - 1, got {str(seed)[:40]}")
         return torch.Generator(device=self.model.device).manual_seed(int(seed))
 
+    def _generators(self, seed: int | Sequence[int] | None, count: int):
+        """One generator for the batch (``seed`` an int), or one per item (a list of seeds:
+        then an item's audio does not depend on what it is batched with)."""
+        if seed is None or isinstance(seed, int):
+            return self._generator(seed)
+        seeds = list(seed)
+        if len(seeds) != count:
+            raise InputError(f"got {count} inputs but {len(seeds)} seeds")
+        return [self._generator(s) for s in seeds]
+
+    def _windows(self, durations: Sequence[float | None]) -> Windows | None:
+        """The window geometry when an item is longer than ``generate.window_seconds``, else ``None``."""
+        decoder, defaults = self.model.decoder, self.generate_defaults
+        windows = Windows(size=decoder.frames_for(defaults.window_seconds),
+                          context=decoder.frames_for(defaults.context_seconds))
+        frames = [decoder.frames_for(d) for d in durations if d is not None]
+        if not any(f > windows.size for f in frames):
+            return None
+        if len(frames) != len(durations):
+            raise InputError("audio longer than generate.window_seconds needs a duration for every item")
+        return windows
+
     @torch.no_grad()
-    def _codes(self, prompts, durations, seed, sampling) -> list[torch.Tensor]:
+    def _codes(self, prompt_for, durations, seed, sampling, windows: Windows | None) -> list[torch.Tensor]:
+        """Codebook-1 codes per item, in one pass or window by window (``windows``)."""
         config: SamplingConfig = _evolve(self.generate_defaults.sampling, sampling, "sampling")
         decoder, seq = self.model.decoder, self.model.sequences
         frames = [decoder.frames_for(d) if d is not None else None for d in durations]
-        uncond = [seq.unconditional_audio() for _ in prompts] if config.guidance_scale != 1.0 else None
+        generator = self._generators(seed, len(durations))
+        guided = config.guidance_scale != 1.0
+        if windows is not None:
+            return windowed_codes(self.model, prompt_for, frames, windows, sampling=config, generator=generator,
+                                  guided=guided)
+        prompts = [prompt_for(i, 0, f or 0) for i, f in enumerate(frames)]
+        uncond = [seq.unconditional_audio() for _ in prompts] if guided else None
         return generate_acoustic(self.model, prompts, num_frames=frames, sampling=config,
-                                 generator=self._generator(seed), unconditional=uncond)
+                                 generator=generator, unconditional=uncond)
 
 
 @attrs.frozen
@@ -271,6 +332,25 @@ class CoarseTokens:
     captions: list[str | None]
     video: list[torch.Tensor | None]  # per item (N_i, D_enc) video features, or None
     durations: list[float | None]
+    windows: Windows | None = None  # set when the codes were made window by window
+    video_spans: list[VideoSpan] | None = None
+
+
+@attrs.frozen
+class VideoSpan:
+    """One video's features with the timing that lets a window take the frames of its span."""
+
+    features: torch.Tensor  # (N, D_enc)
+    seconds: float  # the video's duration
+    code_rate: float  # code frames per second
+
+    def frames(self, start: int, end: int) -> torch.Tensor:
+        """The features covering code frames ``[start, end)`` (at least one frame)."""
+        n = self.features.shape[0]
+        per_second = n / max(self.seconds, 1e-6)
+        first = min(n - 1, int(start / self.code_rate * per_second))
+        last = max(first + 1, min(n, round(end / self.code_rate * per_second)))
+        return self.features[first:last]  # (N_w, D_enc)
 
 
 def _per_item(duration: float | Sequence[float] | None, count: int) -> list[float | None]:
