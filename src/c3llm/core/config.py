@@ -253,6 +253,8 @@ def _coerce(value: Any, tp: Any, key: str, base_dir: Path | None) -> Any:
                 return _coerce(value, arg, key, base_dir)
             except ConfigError as exc:
                 errors.append(exc)
+        if len(errors) == 1:  # an optional value: the one type's own message says more
+            raise errors[0]
         raise ConfigError(f"{key}: expected {_type_name(tp)}, got {_show(value)}")
     if origin is Literal:
         if value not in args:

@@ -148,12 +148,7 @@ def load_model(registry: Registry, directory: Path) -> tuple[C3LLM, dict[str, An
     """Rebuild a model saved by :func:`save_model`; refuse missing plugins and mismatches."""
     directory = resolve_checkpoint_dir(directory)
     record = read_json(directory / "pipeline.json")
-    if record.get("format") != FORMAT:
-        raise CheckpointError(f"{directory}/pipeline.json is not a {FORMAT} file")
-    if record.get("format_version", 0) > FORMAT_VERSION:
-        raise CheckpointError(
-            f"{directory} was written by a newer c3llm (format {record['format_version']}); upgrade c3llm"
-        )
+    _check_record(record, directory / "pipeline.json")
     specs, base_dirs = {}, {}
     for section, entry in record["components"].items():
         role = COMPONENT_SECTIONS.get(section)
@@ -170,6 +165,7 @@ def load_model(registry: Registry, directory: Path) -> tuple[C3LLM, dict[str, An
         if entry.get("version") and spec.version and entry["version"] != spec.version:
             log.warning("%s %r was saved with %s %s; installed is %s", role, entry["name"],
                         entry.get("distribution"), entry["version"], spec.version)
+        _check_paths(spec.config_cls, entry["config"], directory / section, where=f"{section} in {directory}")
         specs[section] = {"name": entry["name"], **entry["config"]}
         base_dirs[section] = directory / section
     components = build_components(registry, specs, base_dirs=base_dirs)
@@ -182,9 +178,48 @@ def load_model(registry: Registry, directory: Path) -> tuple[C3LLM, dict[str, An
     model = assemble(components, prompts=prompts, projector_hidden=record.get("projector_hidden"),
                      projector_frame_norm=frame_norm)
     for section, component in components.items():
-        try:
-            component.load_checkpoint_state_dict(load_tensors(directory / section / "weights.safetensors"))
+        try:  # names and shapes are checked against the header before any tensor is read
+            component.load_checkpoint_state_dict(load_tensors(directory / section / "weights.safetensors",
+                                                              expected=component.checkpoint_state_dict()))
         except CheckpointError as exc:
             raise CheckpointError(f"{section}: {exc}") from exc
-    load_strict(model.projectors, load_tensors(directory / "projectors.safetensors"), owner="projectors")
+    load_strict(model.projectors, load_tensors(directory / "projectors.safetensors",
+                                               expected=model.projectors.state_dict()), owner="projectors")
     return model, record
+
+
+def _check_record(record: Any, path: Path) -> None:
+    """A ``pipeline.json`` of the known format, with the keys :func:`load_model` reads."""
+    if not isinstance(record, dict) or record.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not a {FORMAT} file")
+    version = record.get("format_version")
+    if isinstance(version, int) and not isinstance(version, bool) and version > FORMAT_VERSION:
+        raise CheckpointError(f"{path.parent} was written by a newer c3llm (format {version}); upgrade c3llm")
+    if version != FORMAT_VERSION:
+        raise CheckpointError(f"{path}: unknown format_version {version!r} (this c3llm reads {FORMAT_VERSION})")
+    components = record.get("components")
+    if not isinstance(components, dict) or "decoder" not in components or "backbone" not in components:
+        raise CheckpointError(f"{path}: 'components' must be a table with at least decoder and backbone")
+    for section, entry in components.items():
+        if not isinstance(entry, dict) or not isinstance(entry.get("name"), str) \
+                or not isinstance(entry.get("config"), dict):
+            raise CheckpointError(f"{path}: components.{section} needs a 'name' string and a 'config' table")
+    for key, kind in (("prompts", dict), ("projector_hidden", (int, type(None)))):
+        if key in record and not isinstance(record[key], kind):
+            raise CheckpointError(f"{path}: {key!r} has the wrong type ({type(record[key]).__name__})")
+
+
+def _check_paths(config_cls: type, config: Mapping[str, Any], folder: Path, *, where: str) -> None:
+    """Relative paths in a saved component config (assets ``export_assets`` wrote, such as
+    ``tokenizer_path``) must stay inside the component's folder; ``tokenizer_path`` must be one."""
+    import os
+
+    for f in attrs.fields(config_cls):
+        value = config.get(f.name)
+        if not f.metadata.get("path") or not isinstance(value, str):
+            continue
+        relative = not Path(value).expanduser().is_absolute()
+        inside = relative and os.path.normpath(folder / value).startswith(os.path.normpath(folder) + os.sep)
+        if (relative and not inside) or (f.name == "tokenizer_path" and not inside):
+            raise CheckpointError(f"{where}: {f.name} = {value!r} points outside the checkpoint folder; "
+                                  "a saved checkpoint's assets must lie inside it")

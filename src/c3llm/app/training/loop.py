@@ -5,7 +5,10 @@ Design choices that make resume exact on CPU:
 - the data a step sees is a pure function of ``(seed, step, rank)`` (the sampler draws with
   its own generator), so the data position is just the step number;
 - the checkpoint holds the trained tensors, the optimizer state and the torch RNG state
-  (dropout), written atomically every ``checkpoint_every`` steps.
+  (dropout), written atomically every ``checkpoint_every`` steps;
+- a fresh stage seeds torch's global generator (dropout) from ``(seed, stage name, rank)``,
+  so every random draw derives from ``run.seed`` and two runs of the same config, or a
+  killed and resumed one, give bit-identical metrics on CPU (LM and NAR stages alike).
 
 Under ``torchrun`` the objective is wrapped in ``DistributedDataParallel`` (gloo on CPU,
 NCCL on GPU); each rank draws its own batch and rank 0 writes checkpoints and logs.
@@ -13,6 +16,7 @@ NCCL on GPU); each rank draws its own batch and rank 0 writes checkpoints and lo
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -184,7 +188,8 @@ class Trainer:
         history of this call."""
         cfg = self.config
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        self.load_checkpoint()
+        if not self.load_checkpoint():
+            torch.manual_seed(stage_seed(self.seed, self.name, self.rank))  # dropout draws from run.seed
         model = self.objective
         device = next(iter(self.params.values())).device
         if self.world > 1:
@@ -240,6 +245,12 @@ class Trainer:
         if self.rank == 0 and self.history:
             log.info("%s: %d steps in %.1f s", self.name, len(self.history), time.perf_counter() - started)
         return self.history
+
+
+def stage_seed(seed: int, name: str, rank: int) -> int:
+    """The global torch seed of a fresh stage: a function of the run's seed, the stage and the rank."""
+    digest = hashlib.blake2b(f"{seed}|{name}|{rank}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") % (2**63)
 
 
 class TensorBoard:
