@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import torch
 from test_configs import write_scaled_down
 
@@ -134,3 +135,84 @@ def test_a_bf16_backbone_trains_and_generates_from_fp32_features(tmp_path):
     video = sdk.Video.from_frames(torch.randint(0, 255, (6, 32, 32, 3), dtype=torch.uint8, generator=g), fps=10.0)
     audio = pipe.video_to_audio(video.save(tmp_path / "v.mp4"), seed=0)
     assert torch.isfinite(audio.waveform).all()
+
+
+def mixed_config(world: Path, out_dir: Path, train) -> dict:
+    """tiny.toml's components, trained on the paper's mix of datasets written by the synthetic world."""
+    from c3llm.core.config import load_file
+
+    data = load_file(Path(__file__).resolve().parents[1] / "configs" / "tiny.toml")
+    data["run"] = {"name": "mixed", "out_dir": str(out_dir), "seed": 0, "threads": 1}
+    data["refiner"].update(dim=32, num_layers=1, num_heads=2)
+    data["data"] = {"train": train}
+    small = dict(batch_size=6, lr=1e-3, warmup_steps=0, log_every=1, checkpoint_every=100, tensorboard=False)
+    data["train"] = {"lm": {"steps": 8, **small}, "nar": {"steps": 2, **small}}
+    return data
+
+
+def test_a_mix_of_datasets_trains_all_three_tasks(tmp_path):
+    """AudioCaps + Clotho serve T2A and A2T, VGGSound (no captions) serves V2A: the LM stage
+    trains all three, each set only on its tasks, and the old single-table form still works."""
+    import json
+
+    from c3llm.app.run_config import parse_run_config
+    from c3llm.app.stages import run_stages, train_items
+    from c3llm.core.registry import get_registry
+    from c3llm.plugins.datasets.synthetic import WorldConfig, generate_world
+
+    world = tmp_path / "world"
+    generate_world(WorldConfig(num_train=6, num_test=2, num_test_novel=2, duration=1.0, max_events=2), world,
+                   progress=False)
+    train = {
+        "audiocaps": {"name": "audiocaps", "root": str(world), "split": "train", "tasks": ["t2a", "a2t"]},
+        "clotho": {"name": "clotho", "root": str(world), "split": "development", "tasks": ["t2a", "a2t"],
+                   "weight": 0.5},
+        "vggsound": {"name": "vggsound", "root": str(world), "split": "train", "tasks": ["v2a"]},
+    }
+    config = parse_run_config(mixed_config(world, tmp_path / "runs", train), registry=get_registry())
+    assert [s.label for s in config.data.train_sets()] == ["data.train.audiocaps", "data.train.clotho",
+                                                           "data.train.vggsound"]
+    ctx = run_stages(config, ["prepare", "train"], registry=get_registry(), progress=False)
+    records = [json.loads(line) for line in (ctx.directory / "train" / "lm" / "metrics.jsonl").read_text().splitlines()]
+    assert {"loss_t2a", "loss_a2t", "loss_v2a"} <= {k for r in records for k in r}
+    assert (ctx.directory / "pipeline" / "pipeline.json").is_file()
+
+    from c3llm.app.training.tasks import LM_TASKS, TaskSampler, TaskWeights
+
+    items = train_items(ctx, ctx.initial_pipeline().model)
+    sampler = TaskSampler(items, ctx.initial_pipeline().model.sequences, TaskWeights(), 4)
+    sources = {t: {it["source"] for it in sampler.pools[t].items} for t in LM_TASKS}
+    assert sources["v2a"] == {"data.train.vggsound"}  # VGGSound items have video, and serve only V2A
+    assert sources["t2a"] == sources["a2t"] == {"data.train.audiocaps", "data.train.clotho"}
+
+    # the list form and the single-table form parse to the same kind of sets
+    listed = parse_run_config(mixed_config(world, tmp_path / "runs", list(train.values())), registry=get_registry())
+    assert [s.label for s in listed.data.train_sets()] == ["data.train[0]", "data.train[1]", "data.train[2]"]
+    single = parse_run_config(mixed_config(world, tmp_path / "runs", {"name": "synthetic", "root": str(world)}))
+    assert [(s.label, s.tasks, s.weight) for s in single.data.train_sets()] == [("data.train", LM_TASKS, 1.0)]
+
+
+def test_dataset_weights_set_each_sets_share_of_a_task():
+    from c3llm.app.training.tasks import _Pool
+
+    items = [{"id": f"a{i}", "source": "a", "source_weight": 3.0} for i in range(10)]
+    items += [{"id": f"b{i}", "source": "b", "source_weight": 1.0} for i in range(2)]
+    pool = _Pool(items)
+    g = torch.Generator().manual_seed(0)
+    drawn = [pool.draw(g)["source"] for _ in range(4000)]
+    assert abs(drawn.count("a") / len(drawn) - 0.75) < 0.03  # 3:1 by set, whatever the set sizes
+    one = _Pool([{"id": str(i)} for i in range(5)])
+    assert one.probs is None  # one dataset: drawn exactly as before
+
+
+@pytest.mark.parametrize(("train", "message"), [
+    ({"name": "synthetic", "root": "x", "tasks": ["t2x"]}, r"data.train.tasks: unknown task 't2x'"),
+    ([{"name": "synthetic", "root": "x", "weight": 0}], r"data.train\[0\].weight must be a positive number"),
+    ([], "data.train is empty"),
+])
+def test_bad_training_sets_are_config_errors(train, message):
+    from c3llm.app.run_config import parse_run_config
+    from c3llm.core.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=message):
+        parse_run_config({"decoder": {"name": "encodec"}, "backbone": {"name": "gemma"}, "data": {"train": train}})

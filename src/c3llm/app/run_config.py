@@ -32,7 +32,7 @@ import attrs
 from c3llm.app.evaluation.settings import EvaluateSection
 from c3llm.app.training.codec import CodecTrainConfig
 from c3llm.app.training.loop import OptimConfig
-from c3llm.app.training.tasks import TaskWeights
+from c3llm.app.training.tasks import LM_TASKS, TaskWeights
 from c3llm.core.config import field, from_mapping, in_range, to_mapping
 from c3llm.core.errors import ConfigError, did_you_mean
 from c3llm.core.paths import file_name_validator, name_problem
@@ -94,13 +94,63 @@ class RunSection:
         return (Path(self.out_dir).expanduser() / self.name).absolute()
 
 
+@attrs.frozen
+class TrainSet:
+    """One training dataset of a mix: its plugin table, the LM tasks it serves, its weight."""
+
+    label: str  # where it is in the config, e.g. data.train[1]
+    spec: dict[str, Any]  # the dataset plugin's table (without tasks / weight)
+    tasks: tuple[str, ...]
+    weight: float
+
+
 @attrs.frozen(kw_only=True)
 class DataSection:
-    """Datasets of a run, each ``{name = "<dataset plugin>", …its config}``."""
+    """Datasets of a run, each ``{name = "<dataset plugin>", …its config}``.
 
-    train: dict[str, Any] | None = field(None, help="training split")
+    ``train`` is one such table, or a mix (the paper's: AudioCaps and Clotho for T2A/A2T,
+    VGGSound for V2A) as a list of tables or as labelled tables (``[data.train.vggsound]``,
+    which ``--set data.train.vggsound.root=...`` can reach). A training table may add
+    ``tasks = ["t2a", "a2t"]`` (the LM tasks it serves; default all it has the data for) and
+    ``weight`` (the probability of drawing from it, relative to the other sets that serve
+    the task; default 1.0; within a set, clips are drawn uniformly).
+    """
+
+    train: dict[str, Any] | list[dict[str, Any]] | None = field(
+        None, help="training data: a dataset table, or a list / labelled tables of them, each with optional "
+                   "tasks = [...] and weight")
     eval: dict[str, dict[str, Any]] = field(factory=dict, help="evaluation splits by label, e.g. test, test_novel")
     limit_eval: int | None = field(None, validator=in_range(1), help="clips per evaluation split (generate/evaluate)")
+
+    def train_sets(self) -> list[TrainSet]:
+        """The training datasets, checked; empty when there is no ``train``."""
+        if self.train is None:
+            return []
+        if isinstance(self.train, list):
+            tables = [(f"data.train[{i}]", table) for i, table in enumerate(self.train)]
+        elif "name" not in self.train and self.train and all(isinstance(v, Mapping) for v in self.train.values()):
+            tables = [(f"data.train.{key}", table) for key, table in self.train.items()]
+        else:
+            tables = [("data.train", self.train)]
+        if not tables:
+            raise ConfigError("data.train is empty: give at least one dataset table")
+        out = []
+        for label, table in tables:
+            if not isinstance(table, Mapping):
+                raise ConfigError(f"{label} must be a dataset table {{name = ..., root = ...}}, got {table!r}")
+            spec = {k: v for k, v in table.items() if k not in ("tasks", "weight")}
+            tasks = table.get("tasks", LM_TASKS)
+            if isinstance(tasks, str) or not isinstance(tasks, (list, tuple)) or not tasks:
+                raise ConfigError(f"{label}.tasks must be a non-empty list of tasks from {list(LM_TASKS)}, got {tasks!r}")
+            for task in tasks:
+                if task not in LM_TASKS:
+                    raise ConfigError(f"{label}.tasks: unknown task {task!r}.{did_you_mean(str(task), LM_TASKS)} "
+                                      f"Tasks: {', '.join(LM_TASKS)}")
+            weight = table.get("weight", 1.0)
+            if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not 0 < weight < float("inf"):
+                raise ConfigError(f"{label}.weight must be a positive number, got {weight!r}")
+            out.append(TrainSet(label, spec, tuple(dict.fromkeys(tasks)), float(weight)))
+        return out
 
 
 @attrs.frozen(kw_only=True)
@@ -174,6 +224,7 @@ def parse_run_config(data: Mapping[str, Any], *, base_dir: Path | None = None, r
     components = parse_components(data, base_dir=base_dir, registry=registry)
     sections = {name: from_mapping(cls, data.get(name, {}), where=name, base_dir=base_dir)
                 for name, cls in SECTIONS.items()}
+    sections["data"].train_sets()  # tasks / weight of each training set, checked now
     for label in sections["data"].eval:  # a label names the split's output folders
         problem = name_problem(label)
         if problem:
@@ -181,8 +232,8 @@ def parse_run_config(data: Mapping[str, Any], *, base_dir: Path | None = None, r
                               "so use a plain name such as test")
     if registry is not None:  # dataset tables name plugins: check them now, not mid-run
         datasets = sections["data"]
-        if datasets.train is not None:
-            registry.make_config("dataset", datasets.train, where="data.train", base_dir=base_dir)
+        for train_set in datasets.train_sets():
+            registry.make_config("dataset", train_set.spec, where=train_set.label, base_dir=base_dir)
         for label, spec in datasets.eval.items():
             registry.make_config("dataset", spec, where=f"data.eval.{label}", base_dir=base_dir)
     return RunConfig(components, sections, base_dir)

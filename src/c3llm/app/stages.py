@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from c3llm.app.run_config import RunConfig, canonical_stages
+from c3llm.app.training.tasks import LM_TASKS
 from c3llm.core.checkpoint import write_json
 from c3llm.core.errors import ConfigError, InputError
 
@@ -46,10 +47,16 @@ class RunContext:
         dataset.ensure_available(progress=self.progress)
         return dataset
 
-    def train_samples(self) -> list:
-        if self.config.data.train is None:
+    def train_sets(self) -> list[tuple[Any, list]]:
+        """Each training dataset (:class:`~c3llm.app.run_config.TrainSet`) with its samples."""
+        sets = self.config.data.train_sets()
+        if not sets:
             raise ConfigError("this stage needs [data.train] = {name = \"<dataset>\", root = ...}")
-        return list(self.dataset(self.config.data.train, "data.train"))
+        return [(train_set, list(self.dataset(train_set.spec, train_set.label))) for train_set in sets]
+
+    def train_samples(self) -> list:
+        """The samples of every training dataset, in config order."""
+        return [sample for _, samples in self.train_sets() for sample in samples]
 
     def eval_samples(self) -> dict[str, list]:
         out = {}
@@ -157,6 +164,20 @@ def load_items(ctx: RunContext, model, samples) -> list[dict[str, Any]]:
     return list(load_prepared(ctx.directory / "cache", model, samples))
 
 
+def train_items(ctx: RunContext, model) -> list[dict[str, Any]]:
+    """Prepared items of every training set; with several sets each item carries ``source``,
+    ``source_weight`` and ``tasks`` for the samplers (one set: none, the single-set behaviour)."""
+    sets = ctx.train_sets()
+    items = []
+    for train_set, samples in sets:
+        loaded = load_items(ctx, model, samples)
+        if len(sets) > 1 or train_set.tasks != LM_TASKS:
+            for item in loaded:
+                item.update(source=train_set.label, source_weight=train_set.weight, tasks=train_set.tasks)
+        items += loaded
+    return items
+
+
 def stage_train(ctx: RunContext) -> None:
     """LM stage (projectors + backbone's trainable set, eq. 1), then NAR stage (eq. 2);
     both resume from their last checkpoint. Saves the trained pipeline."""
@@ -172,7 +193,7 @@ def stage_train(ctx: RunContext) -> None:
     cfg = ctx.config.train
     pipe = ctx.initial_pipeline()
     model = pipe.model
-    items = load_items(ctx, model, ctx.train_samples())
+    items = train_items(ctx, model)
     if not items:
         raise InputError("no prepared training items: run the prepare stage first")
     seed = ctx.config.run.seed

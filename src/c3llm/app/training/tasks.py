@@ -2,7 +2,9 @@
 the two training objectives (paper eq. 1 and eq. 2).
 
 A training item is a mapping with ``id``, ``codes`` ``(Q, S)``, optional ``audio``
-``(N, D_audio)`` and ``video`` ``(N, D_video)`` encoder features, and ``captions``.
+``(N, D_audio)`` and ``video`` ``(N, D_video)`` encoder features, and ``captions``. Items of a
+mix of datasets also carry ``source`` (the dataset's label), ``source_weight`` (its share
+among the datasets that serve a task) and ``tasks`` (the tasks it may serve).
 """
 
 from __future__ import annotations
@@ -48,9 +50,12 @@ def task_pools(items: Sequence[Mapping[str, Any]], weights: TaskWeights, tasks: 
     encoder), but missing codec codes are an error: every training clip has audio, so no codes
     means the prepare cache was made for another codec config, and a silent skip would train
     captioning alone for the whole run."""
-    pools = {t: [it for it in items if all(_has(it, k) for k in NEEDS[t])] for t in tasks}
+    pools = {t: [it for it in items if all(_has(it, k) for k in NEEDS[t]) and _serves(it, t)] for t in tasks}
     for task in tasks:
         if pools[task] or not getattr(weights, task):
+            continue
+        if not any(_serves(it, task) for it in items):
+            log.warning("task %s: no training dataset lists it in its tasks; it is skipped", task)
             continue
         absent = [k for k in NEEDS[task] if not any(_has(it, k) for it in items)]
         if "codes" in absent:
@@ -62,6 +67,37 @@ def task_pools(items: Sequence[Mapping[str, Any]], weights: TaskWeights, tasks: 
         log.warning("task %s: no training item has %s; it is skipped (set [train.tasks] %s = 0 to silence this)",
                     task, " or ".join(absent) or "all of " + ", ".join(NEEDS[task]), task)
     return pools
+
+
+def _serves(item: Mapping[str, Any], task: str) -> bool:
+    """Whether ``item``'s dataset may serve ``task`` (NAR pairs: t2a / v2a)."""
+    allowed = item.get("tasks")
+    return allowed is None or task in allowed
+
+
+class _Pool:
+    """A task's items, drawn uniformly when they come from one dataset, else each dataset with
+    probability proportional to its ``source_weight`` and uniformly within it."""
+
+    def __init__(self, items: Sequence[Mapping[str, Any]]):
+        self.items = list(items)
+        self.probs = None
+        sources = [it.get("source") for it in self.items]
+        if len(set(sources)) > 1:
+            counts = {s: sources.count(s) for s in set(sources)}
+            self.probs = torch.tensor([float(it.get("source_weight", 1.0)) / counts[s]
+                                       for it, s in zip(self.items, sources)], dtype=torch.float64)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __bool__(self) -> bool:
+        return bool(self.items)
+
+    def draw(self, g: torch.Generator) -> Mapping[str, Any]:
+        if self.probs is None:  # one dataset: as the single-dataset sampler always drew
+            return self.items[int(torch.randint(len(self.items), (1,), generator=g))]
+        return self.items[int(torch.multinomial(self.probs, 1, generator=g))]
 
 
 def _generator(seed: int, index: int, rank: int) -> torch.Generator:
@@ -78,7 +114,7 @@ class TaskSampler:
     def __init__(self, items: Sequence[Mapping[str, Any]], builder, weights: TaskWeights, batch_size: int,
                  *, seed: int = 0, cond_dropout: float = 0.0):
         self.builder, self.batch_size, self.seed, self.cond_dropout = builder, batch_size, seed, cond_dropout
-        self.pools = task_pools(items, weights, LM_TASKS)
+        self.pools = {t: _Pool(pool) for t, pool in task_pools(items, weights, LM_TASKS).items()}
         w = [getattr(weights, t) if self.pools[t] else 0.0 for t in LM_TASKS]
         if sum(w) == 0:
             raise InputError("no training task has data: check that prepare produced codes/features and captions")
@@ -90,8 +126,7 @@ class TaskSampler:
         batch = []
         for t in tasks:
             task = LM_TASKS[t]
-            pool = self.pools[task]
-            item = pool[int(torch.randint(len(pool), (1,), generator=g))]
+            item = self.pools[task].draw(g)
             captions = item.get("captions") or ()
             caption = captions[int(torch.randint(len(captions), (1,), generator=g))] if captions else None
             drop = float(torch.rand((), generator=g)) < self.cond_dropout
@@ -136,7 +171,7 @@ class NARSampler:
 
     def __init__(self, items: Sequence[Mapping[str, Any]], weights: TaskWeights, batch_size: int, *, seed: int = 0):
         self.batch_size, self.seed = batch_size, seed
-        self.pools = task_pools(items, weights, ("t2a", "v2a"))
+        self.pools = {t: _Pool(pool) for t, pool in task_pools(items, weights, ("t2a", "v2a")).items()}
         w = [weights.t2a if self.pools["t2a"] else 0.0, weights.v2a if self.pools["v2a"] else 0.0]
         if sum(w) == 0:
             raise InputError("the refiner has no (condition, codes) pairs to train on")
@@ -146,8 +181,7 @@ class NARSampler:
         g = _generator(self.seed + 1, index, rank)
         out = []
         for t in torch.multinomial(self.weights, self.batch_size, replacement=True, generator=g).tolist():
-            pool = self.pools[("t2a", "v2a")[t]]
-            item = pool[int(torch.randint(len(pool), (1,), generator=g))]
+            item = self.pools[("t2a", "v2a")[t]].draw(g)
             if t == 0:
                 caps = item["captions"]
                 out.append((caps[int(torch.randint(len(caps), (1,), generator=g))], None, item["codes"]))
