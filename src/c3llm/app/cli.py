@@ -41,7 +41,13 @@ class Launcher(click.Group):
         except C3LLMError as exc:
             if ctx.obj and ctx.obj.get("debug"):
                 raise
-            click.echo(f"error: {exc}", err=True)
+            click.echo(f"error: {' '.join(str(exc).split())}", err=True)
+            ctx.exit(EXIT_USER_ERROR)
+        except OSError as exc:  # the machine's, on the user's paths: a full disk, a read-only folder
+            if ctx.obj and ctx.obj.get("debug"):
+                raise
+            where = f" ({exc.filename})" if exc.filename else ""
+            click.echo(f"error: {exc.strerror or exc}{where}", err=True)
             ctx.exit(EXIT_USER_ERROR)
 
 
