@@ -216,3 +216,38 @@ def test_bad_training_sets_are_config_errors(train, message):
 
     with pytest.raises(ConfigError, match=message):
         parse_run_config({"decoder": {"name": "encodec"}, "backbone": {"name": "gemma"}, "data": {"train": train}})
+
+
+def test_run_device_defaults_to_auto(monkeypatch):
+    """run.device = "auto" (the default): cuda when a GPU is visible, else cpu."""
+    from c3llm.app.run_config import parse_run_config
+    from c3llm.app.stages import RunContext
+    from c3llm.core.registry import get_registry
+    from c3llm.method.pipeline_config import parse_pipeline_spec, resolve_device
+
+    data = {"decoder": {"name": "encodec"}, "backbone": {"name": "gemma"}}
+    config = parse_run_config(data)
+    assert config.run.device == "auto"
+    assert RunContext(config, get_registry()).device == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert parse_pipeline_spec(data).device == resolve_device("auto")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert resolve_device("auto") == "cuda" and resolve_device("cpu") == "cpu" and resolve_device("cuda:1") == "cuda:1"
+    assert RunContext(config, get_registry()).device == "cuda"
+
+
+def test_predict_honours_max_seconds_for_long_reference_clips(tmp_path):
+    """A reference clip longer than [generate.sampling] max_seconds (10 s AudioCaps clips) is
+    matched for its first max_seconds, not its full length."""
+    from c3llm.app.evaluation.generate import generate_for_split
+    from c3llm.core.config import load_file
+    from c3llm.core.media import load_audio
+    from c3llm.core.roles.dataset import Sample
+
+    data = load_file(Path(__file__).resolve().parents[1] / "configs" / "tiny.toml")
+    data["generate"] = {"sampling": {"max_seconds": 0.4}, "text": {"max_tokens": 2}}
+    data.pop("video_encoder")
+    pipe = sdk.Pipeline.from_config(data)
+    wav = sdk.Audio(0.1 * torch.randn(1, 16000), 16000).save(tmp_path / "long.wav")
+    sample = Sample(id="long", split="test", audio_path=wav, captions=("a dog barks",))
+    out = generate_for_split(pipe, [sample], tmp_path / "generated", progress=False)
+    assert load_audio(out / "t2a" / "long.wav").duration == pytest.approx(0.4, abs=1e-3)

@@ -78,7 +78,7 @@ class RunSection:
     out_dir: str = field("runs", help="parent folder of run folders (relative to the working directory)")
     seed: int = field(0, validator=in_range(0, MAX_SEED), help="global seed (every random draw derives from it)")
     stages: tuple[str, ...] = field((), help=f"stages `c3llm-run CONFIG` runs, from {STAGES}")
-    device: str = field("cpu", help="torch device")
+    device: str = field("auto", help="torch device: auto (cuda when a GPU is visible, else cpu), cpu, cuda, cuda:1, …")
     threads: int | None = field(None, validator=in_range(1),
                                 help="torch CPU threads (unset: torch's default; 1 is fastest on a busy machine)")
     projector_hidden: int | None = field(None, validator=in_range(1), help="projector MLP width")

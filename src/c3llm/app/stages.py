@@ -27,6 +27,7 @@ from c3llm.app.run_config import RunConfig, canonical_stages
 from c3llm.app.training.tasks import LM_TASKS
 from c3llm.core.checkpoint import write_json
 from c3llm.core.errors import ConfigError, InputError
+from c3llm.method.pipeline_config import resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +40,7 @@ class RunContext:
     def __init__(self, config: RunConfig, registry, *, progress: bool = True):
         self.config, self.registry, self.progress = config, registry, progress
         self.directory = config.run.directory
+        self.device = resolve_device(config.run.device)  # run.device = "auto": cuda if available
 
     # -- datasets -------------------------------------------------------------------------
 
@@ -96,14 +98,14 @@ class RunContext:
 
         folder = self.directory / "initial"
         if (folder / "pipeline.json").is_file():
-            return Pipeline.from_pretrained(folder, device=self.config.run.device)
+            return Pipeline.from_pretrained(folder, device=self.device)
         import torch
 
         torch.manual_seed(self.config.run.seed)
         components = build_components(self.registry, self.component_specs(),
                                       base_dirs={k: self.config.base_dir for k in self.config.components})
         model = assemble(components, prompts=self.config.prompts, projector_hidden=self.config.run.projector_hidden)
-        pipe = Pipeline(model.to(self.config.run.device), generate=self.config.generate)
+        pipe = Pipeline(model.to(self.device), generate=self.config.generate)
         pipe.save_pretrained(folder)
         return pipe
 
@@ -113,7 +115,7 @@ class RunContext:
         folder = self.directory / "pipeline"
         if not (folder / "pipeline.json").is_file():
             raise InputError(f"no trained pipeline in {folder}: run the train stage first")
-        return Pipeline.from_pretrained(folder, device=self.config.run.device)
+        return Pipeline.from_pretrained(folder, device=self.device)
 
 
 # ---------------------------------------------------------------------------------------

@@ -104,8 +104,17 @@ class PipelineSpec:
     components: dict[str, dict[str, Any]]
     prompts: Any
     generate: GenerateSection
-    device: str = "cpu"
+    device: str = "cpu"  # concrete (``auto`` resolved)
     projector_hidden: int | None = None
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` -> ``cuda`` when a GPU is visible, else ``cpu``; any other name as given."""
+    if device == "auto":
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
 
 
 def parse_pipeline_spec(data: Mapping[str, Any], *, base_dir: Path | None = None, registry=None) -> PipelineSpec:
@@ -118,7 +127,7 @@ def parse_pipeline_spec(data: Mapping[str, Any], *, base_dir: Path | None = None
     run = data.get("run", {})
     if not isinstance(run, Mapping):
         raise ConfigError(f"[run] must be a table, got {type(run).__name__}")
-    device = run.get("device", "cpu")
+    device = run.get("device", "auto")
     if not isinstance(device, str):
         raise ConfigError(f"run.device: expected a string such as \"cpu\" or \"cuda\", got {device!r}")
     hidden = run.get("projector_hidden")
@@ -128,4 +137,4 @@ def parse_pipeline_spec(data: Mapping[str, Any], *, base_dir: Path | None = None
         components=components,
         prompts=from_mapping(PromptConfig, data.get("prompts", {}), where="prompts", base_dir=base_dir),
         generate=from_mapping(GenerateSection, data.get("generate", {}), where="generate", base_dir=base_dir),
-        device=device, projector_hidden=hidden)
+        device=resolve_device(device), projector_hidden=hidden)

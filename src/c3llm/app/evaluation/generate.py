@@ -84,7 +84,8 @@ def generate_for_split(pipe: Pipeline, samples, out_dir: Path, *, seed: int = 0,
         batch = todo[start:start + batch_size]
         batch_seed = seed + start
         refs = [load_audio(s.audio_path) for s in batch]
-        durations = [r.duration for r in refs]
+        # a reference longer than [generate.sampling] max_seconds is matched for its first max_seconds
+        durations = [min(r.duration, pipe.generate_defaults.sampling.max_seconds) for r in refs]
         # text -> audio, with and without the refiner (the same coarse tokens)
         tokens = pipe.text_to_tokens([s.captions[0] for s in batch], duration=durations, seed=batch_seed)
         for name, refine in (("t2a", True), ("t2a_no_nar", False)):

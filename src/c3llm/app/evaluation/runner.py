@@ -303,7 +303,7 @@ def evaluate_run(ctx) -> dict[str, Any]:
     codec = None
     if train:
         try:
-            codec = ctx.codec().to(ctx.config.run.device).eval()
+            codec = ctx.codec().to(ctx.device).eval()
         except (UnavailableError, CheckpointError) as exc:
             unavailable["baselines through the codec"] = f"the run's codec could not be loaded: {exc}"
             log.warning("evaluate: baselines are scored without the codec: %s", exc)
