@@ -244,9 +244,70 @@ def generate_text(
     return result
 
 
+def _select_rows(past, rows: torch.Tensor):
+    """The KV cache ``past`` with its batch rows ``rows`` (parents of the new beams), or
+    ``None`` when its format is unknown (then beam search re-runs the prefix)."""
+    if hasattr(past, "reorder_cache"):  # transformers caches
+        past.reorder_cache(rows)
+        return past
+    if isinstance(past, (tuple, list)):  # nested (key, value) tensors, batch first
+        picked = [_select_rows(p, rows) for p in past]
+        return None if any(p is None for p in picked) else type(past)(picked)
+    if torch.is_tensor(past):
+        return past.index_select(0, rows.to(past.device))
+    return None
+
+
 def _beam_search(model, prompt: Example, decoding: TextDecodingConfig) -> list[int]:
-    """Beam search for one prompt; beams run as a batch and re-run the prefix each step
-    (captions are short; this keeps the backbone's cache format opaque)."""
+    """Beam search for one prompt, the beams as a batch over one KV cache: the prompt runs
+    once, then each step runs one token per beam, with the cache rows of its parent beam."""
+    backbone, eos = model.backbone, model.backbone.special.eos
+    blocked = _text_blocklist(model).to(model.device)
+    n = decoding.num_beams
+    batch = collate([prompt], model, with_targets=False)
+    mask = batch.mask  # (1, P)
+    out = backbone(batch.embeds, mask, position_ids=(mask.cumsum(-1) - 1).clamp(min=0), use_cache=True)
+    hidden, past = out.hidden[:, -1:], out.past
+    if past is None:
+        return _beam_search_uncached(model, prompt, decoding)
+    beams: list[tuple[list[int], float]] = [([], 0.0)]
+    finished: list[tuple[list[int], float]] = []
+    for _ in range(decoding.max_tokens):
+        logits = backbone.logits(hidden)[:, 0].float()  # (beams, V)
+        logits[:, blocked] = float("-inf")
+        logp = logits.log_softmax(-1)
+        candidates = []
+        for b, (ids, score) in enumerate(beams):
+            top = torch.topk(logp[b], n)
+            for lp, tok in zip(top.values.tolist(), top.indices.tolist()):
+                candidates.append((ids + [tok], score + lp, b))
+        candidates.sort(key=lambda c: c[1], reverse=True)
+        beams, parents = [], []
+        for ids, score, parent in candidates:
+            if ids[-1] == eos:
+                finished.append((ids[:-1], score / max(1, len(ids)) ** decoding.length_penalty))
+            else:
+                beams.append((ids, score))
+                parents.append(parent)
+            if len(beams) == n:
+                break
+        if len(finished) >= n or not beams:
+            break
+        rows = torch.tensor(parents, dtype=torch.long, device=mask.device)
+        past = _select_rows(past, rows)
+        if past is None:  # a cache format we cannot reorder: finish without it
+            return _beam_search_uncached(model, prompt, decoding)
+        tokens = torch.tensor([ids[-1] for ids, _ in beams], dtype=torch.long, device=mask.device)
+        embeds, mask, pos = _step_input(model, tokens, mask[rows])
+        out = backbone(embeds, mask, position_ids=pos, past=past, use_cache=True)
+        hidden, past = out.hidden, out.past
+    finished += [(ids, s / max(1, len(ids)) ** decoding.length_penalty) for ids, s in beams]
+    return max(finished, key=lambda c: c[1])[0]
+
+
+def _beam_search_uncached(model, prompt: Example, decoding: TextDecodingConfig) -> list[int]:
+    """The same beam search re-running each beam's whole prefix every step (for backbones
+    whose cache cannot be reordered; the reference the cached search is tested against)."""
     backbone, eos = model.backbone, model.backbone.special.eos
     blocked = _text_blocklist(model).to(model.device)
     n = decoding.num_beams
