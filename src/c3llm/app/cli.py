@@ -261,5 +261,19 @@ def generate(ctx, checkpoint, config, overrides, text, video, audio, duration, s
     click.echo(f"wrote {out} ({result.duration:.2f} s at {result.sample_rate} Hz)")
 
 
+@main.command()
+@click.argument("checkpoint", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to serve on (local only by default).")
+@click.option("--port", type=click.IntRange(1, 65535), default=7860, show_default=True)
+@click.pass_context
+def serve(ctx: click.Context, checkpoint: Path, host: str, port: int) -> None:
+    """A local web page for the three tasks on CHECKPOINT (needs: pip install 'c3llm[web]')."""
+    from c3llm.app.web import serve as serve_app
+    from c3llm.sdk.pipeline import Pipeline
+
+    pipe = Pipeline.from_pretrained(checkpoint, disabled_plugins=ctx.obj["disabled"])
+    serve_app(pipe, host=host, port=port)
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

@@ -157,8 +157,9 @@ class Video:
         times = torch.arange(n, dtype=torch.float64) / fps
         return cls(frames, times, n / fps)
 
-    def save(self, path: str | Path, fps: float | None = None) -> Path:
-        """Write an H.264 (yuv420p) MP4 with PyAV at ``fps`` (default: mean frame rate)."""
+    def save(self, path: str | Path, fps: float | None = None, audio: Audio | None = None) -> Path:
+        """Write an H.264 (yuv420p) MP4 with PyAV at ``fps`` (default: mean frame rate), with
+        ``audio`` muxed in as an AAC soundtrack when given."""
         import av
 
         path = Path(path)
@@ -170,11 +171,27 @@ class Video:
             stream.width, stream.height = w - w % 2, h - h % 2
             stream.pix_fmt = "yuv420p"
             stream.options = {"crf": "18", "preset": "veryfast"}
+            sound = None
+            if audio is not None:
+                sound = container.add_stream("aac", rate=audio.sample_rate)
+                sound.layout = "mono" if audio.channels == 1 else "stereo"
             for frame in self.frames[:, : stream.height, : stream.width].numpy():
                 for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
                     container.mux(packet)
             for packet in stream.encode():
                 container.mux(packet)
+            if sound is not None:
+                samples = audio.waveform[:2].clamp(-1, 1).numpy().astype(np.float32)  # (C, T) planar
+                chunk = 1024
+                for start in range(0, samples.shape[1], chunk):
+                    frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(samples[:, start:start + chunk]),
+                                                       format="fltp", layout=sound.layout.name)
+                    frame.sample_rate = audio.sample_rate
+                    frame.pts = start
+                    for packet in sound.encode(frame):
+                        container.mux(packet)
+                for packet in sound.encode():
+                    container.mux(packet)
         return path
 
 

@@ -1,0 +1,141 @@
+"""Long audio by windowed continuation, on a trained demo run: quality, seams and cost.
+
+    python benchmarks/long_audio.py runs/demo [--seconds 60] [--timing 8 16 32 64]
+
+1. T2A of ``--seconds`` for a few prompts: the run's reference classifier (``eval/reference_
+   classifier``, trained by the evaluate stage) labels every 4 s segment; share that names the
+   prompt's source.
+2. V2A of a ``--seconds`` video made of consecutive `test` clips rendered by the world's own
+   renderer (video frames and their ground-truth audio): per-segment source accuracy against
+   each segment's clip, and onset AP / accuracy over the whole clip (CondFoleyGen's metric).
+3. Seams: at each window boundary, the jump of the log-mel frame (50 ms) and of the level (dB)
+   between the frames just before and after it, against the same jumps everywhere else
+   (median; the percentile of the boundary jumps among all jumps: ~50 = no seam).
+4. Cost: T2A wall time at each ``--timing`` duration (one run each, after a warm-up), and its
+   ratio to the shortest.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from c3llm import sdk
+from c3llm.core.media import Audio, Video
+from c3llm.core.registry import get_registry
+from c3llm.method.continuation import Windows
+from c3llm.scoring.embedders import LogMel
+from c3llm.scoring.reference_classifier import ReferenceClassifier
+
+PROMPTS = {"beep": "a high beep sounds three times", "knock": "a loud knock sounds twice",
+           "bell": "a mid bell rings twice", "drone": "a low engine drones"}
+SEGMENT = 4.0
+
+
+def segments(audio: Audio, seconds: float = SEGMENT) -> list[Audio]:
+    step = round(seconds * audio.sample_rate)
+    return [Audio(audio.waveform[:, i:i + step], audio.sample_rate)
+            for i in range(0, audio.num_samples - step + 1, step)]
+
+
+def world_video(seconds: float, sample_rate: int) -> tuple[Video, Audio, list[str]]:
+    """Consecutive `test` clips of the demo world, rendered by its own renderer."""
+    from c3llm.plugins.datasets.synthetic import WorldConfig
+    from c3llm.plugins.datasets.synthetic.scene import (
+        plan_world,
+        render_audio,
+        render_frames,
+    )
+
+    clips = [c for c in plan_world(WorldConfig(seed=0, num_train=1200)) if c.split == "test"]
+    frames, audio, sources, total = [], [], [], 0.0
+    for clip in clips:
+        if total >= seconds:
+            break
+        frames.append(torch.from_numpy(render_frames(clip)))
+        audio.append(torch.from_numpy(render_audio(clip)).float())
+        sources.append(clip.source)
+        total += clip.duration
+    video = Video.from_frames(torch.cat(frames), clips[0].fps)
+    reference = Audio(torch.cat(audio)[None], clips[0].sample_rate).to(sample_rate)
+    return video, reference, sources
+
+
+def seam_report(audio: Audio, boundaries: list[float]) -> dict[str, float]:
+    mel = LogMel(sample_rate=audio.sample_rate, n_fft=1024, hop_length=round(0.05 * audio.sample_rate), n_mels=64,
+                 fmin=0.0, fmax=audio.sample_rate / 2)
+    with torch.no_grad():
+        spec = mel(audio.waveform[:1])[0].numpy()  # (frames, mels) in dB
+    level = 10 * np.log10(np.mean(10 ** (spec / 10), axis=1) + 1e-10)
+    spectral_jump = np.abs(np.diff(spec, axis=0)).mean(axis=1)
+    level_jump = np.abs(np.diff(level))
+    at = [min(len(spectral_jump) - 1, round(b / 0.05) - 1) for b in boundaries]
+    out = {}
+    for name, jumps in (("spectral", spectral_jump), ("level_db", level_jump)):
+        out[f"{name}_jump_at_seams"] = float(np.median(jumps[at])) if at else float("nan")
+        out[f"{name}_jump_elsewhere"] = float(np.median(np.delete(jumps, at)))
+        out[f"{name}_seam_percentile"] = float(np.mean([np.mean(jumps < jumps[i]) * 100 for i in at])) if at else 50.0
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("run", type=Path)
+    parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--timing", type=float, nargs="*", default=[8.0, 16.0, 32.0, 64.0])
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--out", type=Path, default=None, help="write WAVs and results.json here")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    pipe = sdk.Pipeline.from_pretrained(args.run)
+    classifier = ReferenceClassifier.from_directory(args.run / "eval" / "reference_classifier")
+    defaults, codec = pipe.generate_defaults, pipe.codec
+    windows = Windows(size=codec.frames_for(defaults.window_seconds), context=codec.frames_for(defaults.context_seconds))
+    hop = windows.size - windows.context
+    boundaries = [k * hop / pipe.codec.frame_rate for k in range(1, int(args.seconds * pipe.codec.frame_rate) // hop + 1)
+                  if k * hop / pipe.codec.frame_rate < args.seconds]
+    results: dict[str, object] = {"seconds": args.seconds, "window_frames": windows.size,
+                                  "context_frames": windows.context, "t2a": {}, "uptime_load": open("/proc/loadavg").read().split()[:3]}
+    for source, prompt in PROMPTS.items():
+        audio = pipe.text_to_audio(prompt, duration=args.seconds, seed=0)
+        labels = classifier.predict(segments(audio))
+        results["t2a"][source] = {"prompt": prompt, "segment_source_acc": float(np.mean([lab == source for lab in labels])),
+                                  "seams": seam_report(audio, boundaries)}
+        if args.out:
+            audio.save(args.out / f"t2a_{source}.wav")
+        print(source, results["t2a"][source]["segment_source_acc"], flush=True)
+    video, reference, sources = world_video(args.seconds, pipe.codec.sample_rate)
+    audio = pipe.video_to_audio(video, seed=0)
+    labels = classifier.predict(segments(audio))
+    onset = get_registry().build("metric", "onset_ap").compute([audio], [reference.to(audio.sample_rate)])
+    results["v2a"] = {"clips": len(sources), "segment_source_acc": float(np.mean([a == b for a, b in zip(labels, sources)])),
+                      **onset, "seams": seam_report(audio, boundaries)}
+    if args.out:
+        args.out.mkdir(parents=True, exist_ok=True)
+        audio.save(args.out / "v2a.wav")
+        video.save(args.out / "v2a.mp4", audio=audio)
+    print("v2a", results["v2a"], flush=True)
+    pipe.text_to_audio("a bell rings", duration=4.0, seed=0)  # warm-up
+    timing = {}
+    for seconds in args.timing:
+        started = time.perf_counter()
+        pipe.text_to_audio("a bell rings twice", duration=seconds, seed=0)
+        timing[seconds] = time.perf_counter() - started
+        print(f"T2A {seconds:g} s: {timing[seconds]:.2f} s wall", flush=True)
+    shortest = min(timing)
+    results["timing"] = {f"{s:g}": {"wall_s": round(t, 2), "ratio": round(t / timing[shortest], 2)} for s, t in timing.items()}
+    print(json.dumps(results, indent=2))
+    if args.out:
+        (args.out / "results.json").write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
