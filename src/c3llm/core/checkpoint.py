@@ -133,8 +133,8 @@ def load_tensors(path: Path, expected: Mapping[str, Any] | None = None) -> dict[
                      if got[k] != want[k]]
             parts = ([f"missing {missing[:3]}"] if missing else []) + ([f"unexpected {extra[:3]}"] if extra else []) \
                 + ([f"shape mismatch {'; '.join(wrong[:3])}"] if wrong else [])
-            raise CheckpointError(f"{path} does not hold the expected tensors: {'; '.join(parts)}. "
-                                  "Was it saved with a different config?")
+            raise CheckpointError(f"checkpoint does not match the model: {path} does not hold the expected "
+                                  f"tensors: {'; '.join(parts)}. Was it saved with a different config?")
     try:
         return load_file(str(path))
     except (SafetensorError, OSError, ValueError) as exc:

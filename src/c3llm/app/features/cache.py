@@ -36,6 +36,7 @@ import torch
 
 from c3llm.core.config import to_mapping
 from c3llm.core.errors import CheckpointError, InputError
+from c3llm.core.paths import id_problem
 
 log = logging.getLogger(__name__)
 
@@ -176,8 +177,9 @@ class FeatureCache:
 
     def put(self, id: str, tensors: Mapping[str, torch.Tensor]) -> None:
         """Write an entry atomically (temp file + ``os.replace``), replacing any old one."""
-        if not isinstance(id, str) or not id:
-            raise InputError(f"cache ids must be non-empty strings, got {id!r}")
+        problem = id_problem(id)
+        if problem:
+            raise InputError(f"cache id {id!r} {problem}; ids are non-empty text without control characters")
         if not tensors:
             raise InputError(f"entry {id!r} has no tensors to cache")
         from safetensors.torch import save_file
