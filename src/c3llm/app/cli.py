@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -66,6 +67,10 @@ def _setup_logging(verbose: int) -> None:
 def main(ctx: click.Context, blocked: tuple[str, ...], debug: bool, verbose: int) -> None:
     """C3LLM launcher: `c3llm-run CONFIG.toml` runs the stages the config names."""
     _setup_logging(verbose)
+    if "torch" not in sys.modules:
+        # idle OpenMP threads sleep instead of spinning: on a busy 2-core machine the same
+        # training ran 6.4x faster (benchmarks/thread_policy.py, BENCHMARKS.md)
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     names = []
     for item in blocked:
         if not item.startswith("no:") or len(item) <= 3:

@@ -287,8 +287,8 @@ class Pipeline:
     def _generators(self, seed: int | Sequence[int] | None, count: int):
         """One generator for the batch (``seed`` an int), or one per item (a list of seeds:
         then an item's audio does not depend on what it is batched with)."""
-        if seed is None or isinstance(seed, int):
-            return self._generator(seed)
+        if not isinstance(seed, (list, tuple)):
+            return self._generator(seed)  # validates it
         seeds = list(seed)
         if len(seeds) != count:
             raise InputError(f"got {count} inputs but {len(seeds)} seeds")
