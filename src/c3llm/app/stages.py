@@ -135,9 +135,16 @@ def stage_train_codec(ctx: RunContext) -> None:
         log.info("train-codec: skipped, %s already holds a trained codec", ctx.codec_dir)
         return
     codec = ctx.codec()  # not trained yet, so built from the config's spec as it stands
-    paths = [s.audio_path for s in ctx.train_samples() if s.audio_path is not None]
+    train_cfg = ctx.config.codec_train
+    if train_cfg.corpus == "foundation":  # procedural audio, not the task world (issue 11)
+        from c3llm.app.foundation import foundation_clips
+
+        paths = foundation_clips(train_cfg.foundation_clips, train_cfg.foundation_seconds,
+                                 train_cfg.foundation_seed, codec.sample_rate)
+    else:
+        paths = [s.audio_path for s in ctx.train_samples() if s.audio_path is not None]
     eval_paths = [s.audio_path for samples in ctx.eval_samples().values() for s in samples if s.audio_path][:16]
-    report = train_codec(codec, paths, ctx.config.codec_train, ctx.codec_dir,
+    report = train_codec(codec, paths, train_cfg, ctx.codec_dir,
                          eval_data=eval_paths or None, progress=ctx.progress)
     after = report["quality_after"]
     log.info("train-codec: %d clips, %.0f s; held-out mel distance %.3f, SI-SNR %.2f dB",

@@ -91,6 +91,8 @@ def check_trainable_decoder(codec: TrainableDecoder, reload: Callable[[Path], De
     assert params, "a TrainableDecoder needs parameters that require grad"
     g = torch.Generator().manual_seed(0)
     wav = 0.1 * torch.randn(2, codec.channels, int(seconds * codec.sample_rate), generator=g)  # (B, C, T)
+    codec.initialise(wav)  # optional data-dependent init (default: no-op); must leave a working codec
+    assert all(torch.isfinite(p).all() for p in params), "initialise left non-finite parameters"
     codec.train()
     rule = dict(codebook_decay=0.9, kmeans_iters=2, dead_code_threshold=0.5)
     recon, commitment = codec.training_forward(wav, **rule, num_quantizers=None)

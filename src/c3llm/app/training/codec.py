@@ -38,7 +38,7 @@ import attrs
 import torch
 import torch.nn.functional as F
 
-from c3llm.core.config import field, in_range
+from c3llm.core.config import field, in_range, one_of
 from c3llm.core.errors import InputError, MediaError, PluginError
 from c3llm.core.media import Audio, load_audio
 from c3llm.core.roles import FittableDecoder, TrainableDecoder
@@ -84,7 +84,14 @@ class CodecTrainConfig:
         help="probability that a step uses only the first n codebooks, n uniform in 1..Q (EnCodec's bandwidth "
              "sampling); without it codebook 1 can collapse while codebook 2 carries the signal",
     )
-    dead_code_threshold: float = field(2.0, help="re-seed codebook entries whose EMA count falls below this", validator=in_range(0.0))
+    dead_code_threshold: float = field(0.02, validator=in_range(0.0), help="re-seed codebook entries whose EMA count "
+                                       "falls below this (EnCodec's 2.0 re-seeds ~all at CPU batch sizes; docs/codec.md)")
+    init: str = field("lsuv", validator=one_of("lsuv", "none"), help="'lsuv': call the codec's initialise() on a probe batch")
+    corpus: str = field("train", validator=one_of("train", "foundation"),
+                        help="train on the run's training split, or on the procedural foundation corpus")
+    foundation_clips: int = field(512, help="clips of the foundation corpus", validator=in_range(1))
+    foundation_seconds: float = field(4.0, help="length of each foundation clip", validator=in_range(0.1))
+    foundation_seed: int = field(1234, help="seed of the foundation corpus (clip i depends on (seed, i) only)")
     eval_clips: int = field(8, help="held-out synthetic clips for the quality report", validator=in_range(0))
     eval_seconds: float = field(2.0, help="length of each held-out clip", validator=in_range(0.1))
     log_every: int = field(50, help="steps between loss log lines", validator=in_range(1))
@@ -132,6 +139,27 @@ def mel_distance(estimate: torch.Tensor, target: torch.Tensor, sample_rate: int)
     est = mel_spectrogram(estimate, sample_rate, 1024, 64)
     ref = mel_spectrogram(target, sample_rate, 1024, 64)
     return float((torch.log10(est.clamp_min(1e-5)) - torch.log10(ref.clamp_min(1e-5))).abs().mean())
+
+
+#: spread ratio under which :func:`collapse_spread` calls a codec collapsed (healthy runs: ~1).
+COLLAPSED_BELOW = 0.3
+
+
+def spread(waves: Sequence[torch.Tensor], sample_rate: int) -> float:
+    """Mean pairwise L1 distance between the log10-mel spectrograms of ``(C, T)`` clips (cropped
+    to the shortest), per bin; 0 when every clip is the same."""
+    length = min(w.shape[-1] for w in waves)
+    mels = torch.stack([torch.log10(mel_spectrogram(w[None, :, :length].float(), sample_rate, 1024, 64)
+                                    .clamp_min(1e-5)).flatten() for w in waves])  # (N, bins)
+    return float(torch.cdist(mels, mels, p=1).sum() / (len(waves) * (len(waves) - 1)) / mels.shape[1])
+
+
+def collapse_spread(decoded: Sequence[torch.Tensor], originals: Sequence[torch.Tensor], sample_rate: int) -> float:
+    """The collapse detector: spread of the decoded clips relative to the originals' (needs >= 2).
+    ~1: decoded clips differ as much as their originals; 0: every clip decodes alike (the
+    collapse of docs/codec.md); under :data:`COLLAPSED_BELOW` counts as collapsed."""
+    reference = spread(originals, sample_rate)
+    return spread(decoded, sample_rate) / reference if reference > 0 else float("nan")
 
 
 def si_snr(estimate: torch.Tensor, target: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
@@ -263,16 +291,22 @@ def _random_batch(waves: list[torch.Tensor], batch: int, length: int, gen: torch
 
 @torch.no_grad()
 def evaluate_codec(codec: Any, clips: Sequence[torch.Tensor]) -> dict[str, float]:
-    """Reconstruction quality through the real ``encode`` -> ``decode`` path, averaged over clips."""
+    """Reconstruction quality through the real ``encode`` -> ``decode`` path, averaged over clips;
+    ``spread`` is :func:`collapse_spread` (with 2+ clips; ``collapsed`` when under 0.3)."""
     if not clips:
         return {}
-    mel, snr = [], []
+    mel, snr, decoded = [], [], []
     for clip in clips:
         wav = clip[None].to(codec.device)  # (1, C, T)
         recon = codec.decode(codec.encode(wav))[..., : wav.shape[-1]]
         mel.append(mel_distance(recon, wav, codec.sample_rate))
         snr.append(float(si_snr(recon, wav).mean()))
-    return {"mel_distance": sum(mel) / len(mel), "si_snr_db": sum(snr) / len(snr), "clips": len(clips)}
+        decoded.append(recon[0].cpu())
+    report = {"mel_distance": sum(mel) / len(mel), "si_snr_db": sum(snr) / len(snr), "clips": len(clips)}
+    if len(clips) > 1:
+        report["spread"] = ratio = collapse_spread(decoded, [c.cpu() for c in clips], codec.sample_rate)
+        report["collapsed"] = bool(ratio < COLLAPSED_BELOW)
+    return report
 
 
 def train_codec(
@@ -324,6 +358,9 @@ def train_codec(
     length = max(1, round(config.segment_seconds * codec.sample_rate))
     device = params[0].device if params else torch.device("cpu")
 
+    if config.init == "lsuv":  # data-dependent init on a probe batch (EncodecCodec: LSUV)
+        codec.initialise(_random_batch(waves, max(8, config.batch_size), length, gen,
+                                       min_energy=config.min_crop_energy).to(device))
     codec.eval()
     before = evaluate_codec(codec, held_out)
     codec.train()
@@ -371,8 +408,8 @@ def train_codec(
         codec.refit_codebooks([w.to(device) for w in waves])
     codec.eval()
     after = evaluate_codec(codec, held_out)
-    log.info("codec held-out quality: mel distance %.3f, SI-SNR %.2f dB", after.get("mel_distance", float("nan")),
-             after.get("si_snr_db", float("nan")))
+    log.info("codec held-out quality: mel distance %.3f, SI-SNR %.2f dB, spread %.2f", after.get("mel_distance", float("nan")),
+             after.get("si_snr_db", float("nan")), after.get("spread", float("nan")))
 
     return _save_trained(codec, config, out_dir, {
         "steps": config.steps, "train_seconds": seconds, "train_clips": len(waves), "skipped": skipped,

@@ -115,11 +115,24 @@ class TrainableDecoder(Decoder):
     """A codec the ``train-codec`` stage trains by gradient descent (the EnCodec recipe: time
     and multi-scale mel reconstruction losses plus the quantiser's commitment loss).
 
-    The stage calls, in order: :meth:`training_forward` on random crops each step (the
-    optimiser updates the parameters that require grad), :meth:`refit_codebooks` once after
-    the last step, then :meth:`save_pretrained`; the codec's ``pretrained`` config key must
-    load what it wrote.
+    The stage calls, in order: :meth:`initialise` once on a probe batch (unless its ``init``
+    key is ``"none"``), :meth:`training_forward` on random crops each step (the optimiser
+    updates the parameters that require grad), :meth:`refit_codebooks` once after the last
+    step, then :meth:`save_pretrained`; the codec's ``pretrained`` config key must load what it
+    wrote.
     """
+
+    def initialise(self, batch: torch.Tensor) -> None:
+        """Optional data-dependent initialisation before the first training step.
+
+        :param batch: ``(B, C, T)`` probe crops of the training audio at ``sample_rate``.
+
+        Called once by ``train-codec`` (``[codec_train] init = "lsuv"``, the default) on a freshly
+        built codec. Deep codecs whose default init lets the signal vanish layer by layer (an
+        untrained encoder whose output is nearly constant, so every clip decodes alike) rescale
+        their layers here, e.g. to unit output std on ``batch`` (LSUV; ``encodec`` does).
+        A codec that loaded pretrained weights should keep them. The default does nothing.
+        """
 
     @property
     def total_codebooks(self) -> int:

@@ -288,7 +288,7 @@ class EncodecCodec(TrainableDecoder):
 
     def training_forward(
         self, wav: torch.Tensor, *, codebook_decay: float = 0.99, kmeans_iters: int = 50,
-        dead_code_threshold: float = 2.0, num_quantizers: int | None = None,
+        dead_code_threshold: float = 0.02, num_quantizers: int | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Differentiable reconstruction through the first ``num_quantizers`` codebooks
         (default: all ``total_codebooks``). Training with a random count each step (EnCodec's
@@ -317,6 +317,21 @@ class EncodecCodec(TrainableDecoder):
         frames = residual_quantize(layers, embeddings, rule, learn=self.training)
         audio = self.model.decoder(frames.quantized)[..., : wav.shape[-1]]  # (B, C, T)
         return audio, frames.commitment
+
+    @torch.no_grad()
+    def initialise(self, batch: torch.Tensor) -> None:
+        """LSUV init of the SEANet convs on ``batch`` ``(B, C, T)`` (:mod:`encodec_init`: kaiming
+        ``v``/``g``, each conv rescaled to unit output std, the output to the batch's std).
+        Without it the tiny codec's encoder starts near-constant and training collapses.
+        Skipped when the codec loads pretrained weights."""
+        from c3llm.plugins.decoders.encodec_init import lsuv_encodec_
+
+        if self.config.pretrained is not None:
+            log.info("EnCodec initialise: skipped, weights come from %s", self.config.pretrained)
+            return
+        self.check_waveform(batch)
+        stats = lsuv_encodec_(self.model, batch.to(self._dtype()))
+        log.info("EnCodec LSUV init: latent std %.3f, output/input std %.3f", stats["latent_std"], stats["output_std_ratio"])
 
     @torch.no_grad()
     def refit_codebooks(self, waves: Sequence[torch.Tensor], *, iters: int = 25, max_frames: int = 60_000) -> None:

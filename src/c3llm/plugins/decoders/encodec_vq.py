@@ -30,7 +30,11 @@ class CodebookLearning:
     decay: float = 0.99
     epsilon: float = 1e-5
     kmeans_iters: int = 50
-    dead_code_threshold: float = 2.0
+    #: EMA count (frames per step, smoothed) under which an entry is re-seeded. EnCodec's 2.0
+    #: assumes thousands of frames per step; with a CPU batch (~50 frames over 256 entries, ~0.2
+    #: per entry per step) it re-seeded almost every entry every step and the codebooks never
+    #: settled. 0.02 expires only entries unused for ~35+ steps at decay 0.99.
+    dead_code_threshold: float = 0.02
 
 
 @attrs.frozen
