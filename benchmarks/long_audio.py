@@ -5,9 +5,9 @@
 1. T2A of ``--seconds`` for a few prompts: the run's reference classifier (``eval/reference_
    classifier``, trained by the evaluate stage) labels every 4 s segment; share that names the
    prompt's source.
-2. V2A of a ``--seconds`` video made of consecutive `test` clips rendered by the world's own
-   renderer (video frames and their ground-truth audio): per-segment source accuracy against
-   each segment's clip, and onset AP / accuracy over the whole clip (CondFoleyGen's metric).
+2. V2A of ``--seconds`` videos, each made of consecutive new clips of one (source, pitch)
+   pair drawn and rendered by the world's own generator (frames and their ground-truth audio):
+   per-segment source accuracy, and onset AP / accuracy over the whole clip (CondFoleyGen).
 3. Seams: at each window boundary, the jump of the log-mel frame (50 ms) and of the level (dB)
    between the frames just before and after it, against the same jumps everywhere else
    (median; the percentile of the boundary jumps among all jumps: ~50 = no seam).
@@ -23,6 +23,7 @@ import logging
 import time
 from pathlib import Path
 
+import attrs
 import numpy as np
 import torch
 
@@ -35,6 +36,8 @@ from c3llm.scoring.reference_classifier import ReferenceClassifier
 
 PROMPTS = {"beep": "a high beep sounds three times", "knock": "a loud knock sounds twice",
            "bell": "a mid bell rings twice", "drone": "a low engine drones"}
+#: (source, pitch) pairs of the world's training combinations for the long V2A videos
+V2A_PAIRS = (("knock", "mid"), ("bell", "high"), ("drone", "low"))
 SEGMENT = 4.0
 
 
@@ -44,27 +47,22 @@ def segments(audio: Audio, seconds: float = SEGMENT) -> list[Audio]:
             for i in range(0, audio.num_samples - step + 1, step)]
 
 
-def world_video(seconds: float, sample_rate: int) -> tuple[Video, Audio, list[str]]:
-    """Consecutive `test` clips of the demo world, rendered by its own renderer."""
+def world_video(seconds: float, sample_rate: int, source: str = "knock", pitch: str = "mid") -> tuple[Video, Audio, list[str]]:
+    """A video of ``seconds`` made of consecutive new clips of one (source, pitch) pair, drawn
+    and rendered by the world's own generator (clip indices no split of the demo uses)."""
     from c3llm.plugins.datasets.synthetic import WorldConfig
     from c3llm.plugins.datasets.synthetic.scene import (
-        plan_world,
         render_audio,
         render_frames,
+        sample_clip,
     )
 
-    clips = [c for c in plan_world(WorldConfig(seed=0, num_train=1200)) if c.split == "test"]
-    frames, audio, sources, total = [], [], [], 0.0
-    for clip in clips:
-        if total >= seconds:
-            break
-        frames.append(torch.from_numpy(render_frames(clip)))
-        audio.append(torch.from_numpy(render_audio(clip)).float())
-        sources.append(clip.source)
-        total += clip.duration
-    video = Video.from_frames(torch.cat(frames), clips[0].fps)
-    reference = Audio(torch.cat(audio)[None], clips[0].sample_rate).to(sample_rate)
-    return video, reference, sources
+    config = WorldConfig(seed=0, num_train=1200)
+    clips = [sample_clip(config, "test", 100_000 + i, source, pitch) for i in range(round(seconds / config.duration))]
+    frames = torch.cat([torch.from_numpy(render_frames(c)) for c in clips])
+    audio = torch.cat([torch.from_numpy(render_audio(c)).float() for c in clips])
+    video = Video.from_frames(frames, clips[0].fps)
+    return video, Audio(audio[None], clips[0].sample_rate).to(sample_rate), [c.source for c in clips]
 
 
 def seam_report(audio: Audio, boundaries: list[float]) -> dict[str, float]:
@@ -90,12 +88,18 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--timing", type=float, nargs="*", default=[8.0, 16.0, 32.0, 64.0])
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--window", type=float, default=None, help="window seconds (default: the run's)")
+    parser.add_argument("--context", type=float, default=None, help="context seconds (default: the run's)")
     parser.add_argument("--out", type=Path, default=None, help="write WAVs and results.json here")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     if args.threads:
         torch.set_num_threads(args.threads)
     pipe = sdk.Pipeline.from_pretrained(args.run)
+    if args.window or args.context:
+        g = pipe.generate_defaults
+        pipe.generate_defaults = attrs.evolve(g, window_seconds=args.window or g.window_seconds,
+                                              context_seconds=args.context or g.context_seconds)
     classifier = ReferenceClassifier.from_directory(args.run / "eval" / "reference_classifier")
     defaults, codec = pipe.generate_defaults, pipe.codec
     windows = Windows(size=codec.frames_for(defaults.window_seconds), context=codec.frames_for(defaults.context_seconds))
@@ -112,17 +116,20 @@ def main() -> None:
         if args.out:
             audio.save(args.out / f"t2a_{source}.wav")
         print(source, results["t2a"][source]["segment_source_acc"], flush=True)
-    video, reference, sources = world_video(args.seconds, pipe.codec.sample_rate)
-    audio = pipe.video_to_audio(video, seed=0)
-    labels = classifier.predict(segments(audio))
-    onset = get_registry().build("metric", "onset_ap").compute([audio], [reference.to(audio.sample_rate)])
-    results["v2a"] = {"clips": len(sources), "segment_source_acc": float(np.mean([a == b for a, b in zip(labels, sources)])),
-                      **onset, "seams": seam_report(audio, boundaries)}
+    results["v2a"] = {}
+    for source, pitch in V2A_PAIRS:
+        video, reference, sources = world_video(args.seconds, pipe.codec.sample_rate, source, pitch)
+        audio = pipe.video_to_audio(video, seed=0)
+        labels = classifier.predict(segments(audio))
+        onset = get_registry().build("metric", "onset_ap").compute([audio], [reference.to(audio.sample_rate)])
+        results["v2a"][f"{source}-{pitch}"] = {
+            "clips": len(sources), "segment_source_acc": float(np.mean([a == b for a, b in zip(labels, sources)])),
+            **onset, "seams": seam_report(audio, boundaries)}
+        print("v2a", source, pitch, results["v2a"][f"{source}-{pitch}"], flush=True)
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)
         audio.save(args.out / "v2a.wav")
         video.save(args.out / "v2a.mp4", audio=audio)
-    print("v2a", results["v2a"], flush=True)
     pipe.text_to_audio("a bell rings", duration=4.0, seed=0)  # warm-up
     timing = {}
     for seconds in args.timing:

@@ -3,12 +3,11 @@ the machine is online; offline, a clear error that says how to get the files her
 
 from __future__ import annotations
 
-import os
-import socket
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from c3llm.core.errors import CheckpointError, UnavailableError
+from c3llm.core.hub import hub_reachable
 
 if TYPE_CHECKING:
     from tokenizers import Tokenizer
@@ -47,16 +46,6 @@ def _in_hub_cache(name: str) -> bool:
         return False
 
 
-def hub_reachable(timeout: float = 3.0) -> bool:
-    """Fail at once offline (``HF_HUB_OFFLINE=1``, or no connection within ``timeout``)
-    instead of letting the hub client retry for ~20 s."""
-    if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes"):
-        return False
-    try:
-        socket.create_connection(("huggingface.co", 443), timeout=timeout).close()
-        return True
-    except OSError:
-        return False
 
 
 def unavailable(model_type: str, name: str, exc: Exception) -> UnavailableError:

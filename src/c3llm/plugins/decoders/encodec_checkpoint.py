@@ -17,17 +17,15 @@ same order, so the layer indices agree and only the wrapper names differ::
 from __future__ import annotations
 
 import logging
-import os
 import re
-import socket
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 import torch
 
 from c3llm.core.errors import CheckpointError, UnavailableError
+from c3llm.core.hub import hub_reachable
 
 log = logging.getLogger(__name__)
 
@@ -92,22 +90,6 @@ def looks_like_hub_id(text: str) -> bool:
     return bool(_HUB_ID.match(text)) and not text.startswith(("./", "../")) and not Path(text).exists()
 
 
-def hub_reachable(timeout: float = 3.0) -> bool:
-    """Whether the Hugging Face endpoint answers a TCP connect (fast offline check).
-
-    transformers retries a dead connection for about a minute before it gives up; this
-    probe turns "no network" into an immediate, clear error instead.
-    """
-    if os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes", "on"}:
-        return False
-    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
-    url = urlparse(endpoint)
-    port = url.port or (443 if url.scheme == "https" else 80)
-    try:
-        with socket.create_connection((url.hostname or "huggingface.co", port), timeout=timeout):
-            return True
-    except OSError:
-        return False
 
 
 def load_hf_model(source: str, *, hub: bool) -> Any:

@@ -26,8 +26,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import os
-import socket
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -39,6 +37,7 @@ import torch.nn.functional as F
 from c3llm.core.config import field, in_range, one_of
 from c3llm.core.errors import CheckpointError, InputError, UnavailableError
 from c3llm.core.hookspecs import hookimpl
+from c3llm.core.hub import hub_reachable
 from c3llm.core.media import Audio
 from c3llm.core.roles.base import load_strict
 from c3llm.core.roles.encoder import Encoder, Features
@@ -203,7 +202,7 @@ class ClapEncoder(Encoder):
         if not local_only:
             if _in_hub_cache(source):
                 local_only = True
-            elif not _hub_reachable():
+            elif not hub_reachable():
                 raise UnavailableError(
                     f"CLAP {source!r} is not in the local Hugging Face cache and the hub cannot be "
                     f"reached (offline). Download it on a connected machine "
@@ -355,15 +354,6 @@ def _in_hub_cache(repo_id: str) -> bool:
         return False
 
 
-def _hub_reachable(timeout: float = 3.0) -> bool:
-    """Fail fast offline instead of letting the hub client retry for a minute."""
-    if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes"):
-        return False
-    try:
-        socket.create_connection(("huggingface.co", 443), timeout=timeout).close()
-        return True
-    except OSError:
-        return False
 
 
 @contextlib.contextmanager
