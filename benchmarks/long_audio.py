@@ -90,29 +90,37 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--window", type=float, default=None, help="window seconds (default: the run's)")
     parser.add_argument("--context", type=float, default=None, help="context seconds (default: the run's)")
+    parser.add_argument("--video-context", type=float, default=None, help="V2A context seconds (default: the run's)")
     parser.add_argument("--out", type=Path, default=None, help="write WAVs and results.json here")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     if args.threads:
         torch.set_num_threads(args.threads)
     pipe = sdk.Pipeline.from_pretrained(args.run)
-    if args.window or args.context:
+    if args.window or args.context or args.video_context:
         g = pipe.generate_defaults
         pipe.generate_defaults = attrs.evolve(g, window_seconds=args.window or g.window_seconds,
-                                              context_seconds=args.context or g.context_seconds)
+                                              context_seconds=args.context or g.context_seconds,
+                                              video_context_seconds=args.video_context or g.video_context_seconds)
     classifier = ReferenceClassifier.from_directory(args.run / "eval" / "reference_classifier")
     defaults, codec = pipe.generate_defaults, pipe.codec
-    windows = Windows(size=codec.frames_for(defaults.window_seconds), context=codec.frames_for(defaults.context_seconds))
-    hop = windows.size - windows.context
-    boundaries = [k * hop / pipe.codec.frame_rate for k in range(1, int(args.seconds * pipe.codec.frame_rate) // hop + 1)
-                  if k * hop / pipe.codec.frame_rate < args.seconds]
-    results: dict[str, object] = {"seconds": args.seconds, "window_frames": windows.size,
-                                  "context_frames": windows.context, "t2a": {}, "uptime_load": open("/proc/loadavg").read().split()[:3]}
+
+    def boundaries(context_seconds: float) -> list[float]:
+        """Seconds at which windows after the first start adding audio."""
+        windows = Windows(size=codec.frames_for(defaults.window_seconds), context=codec.frames_for(context_seconds))
+        return [keep / codec.frame_rate for _, keep, _ in windows.spans(codec.frames_for(args.seconds))[1:]]
+
+    text_seams = boundaries(defaults.context_seconds)
+    video_seams = boundaries(defaults.video_context_seconds or defaults.context_seconds)
+    results: dict[str, object] = {"seconds": args.seconds, "window_seconds": defaults.window_seconds,
+                                  "context_seconds": defaults.context_seconds,
+                                  "video_context_seconds": defaults.video_context_seconds, "t2a": {},
+                                  "load_average": open("/proc/loadavg").read().split()[:3]}
     for source, prompt in PROMPTS.items():
         audio = pipe.text_to_audio(prompt, duration=args.seconds, seed=0)
         labels = classifier.predict(segments(audio))
         results["t2a"][source] = {"prompt": prompt, "segment_source_acc": float(np.mean([lab == source for lab in labels])),
-                                  "seams": seam_report(audio, boundaries)}
+                                  "seams": seam_report(audio, text_seams)}
         if args.out:
             audio.save(args.out / f"t2a_{source}.wav")
         print(source, results["t2a"][source]["segment_source_acc"], flush=True)
@@ -124,7 +132,7 @@ def main() -> None:
         onset = get_registry().build("metric", "onset_ap").compute([audio], [reference.to(audio.sample_rate)])
         results["v2a"][f"{source}-{pitch}"] = {
             "clips": len(sources), "segment_source_acc": float(np.mean([a == b for a, b in zip(labels, sources)])),
-            **onset, "seams": seam_report(audio, boundaries)}
+            **onset, "seams": seam_report(audio, video_seams)}
         print("v2a", source, pitch, results["v2a"][f"{source}-{pitch}"], flush=True)
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)

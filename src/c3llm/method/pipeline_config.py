@@ -55,6 +55,9 @@ class GenerateSection:
     context_seconds: float = field(
         2.0, validator=in_range(0.0, low_open=True),
         help="audio carried from one window into the next (windowed continuation); less than window_seconds")
+    video_context_seconds: float | None = field(
+        None, validator=in_range(0.0, low_open=True),
+        help="the same for video -> audio, where the video carries the timing (unset: context_seconds)")
 
 
 def expand_placeholders(data: Mapping[str, Any]) -> dict[str, Any]:

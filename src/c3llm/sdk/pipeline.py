@@ -213,7 +213,7 @@ class Pipeline:
         seq = self.model.sequences
         rate = self.model.decoder.frame_rate
         spans = [VideoSpan(f, v.duration, rate) for f, v in zip(feats, videos)]
-        windows = self._windows(durations)
+        windows = self._windows(durations, video=True)
         codes = self._codes(lambda i, start, end: seq.video_to_audio(
             spans[i].frames(start, end) if windows is not None else feats[i], caption=texts[i]),
             durations, seed, sampling, windows)
@@ -294,11 +294,11 @@ class Pipeline:
             raise InputError(f"got {count} inputs but {len(seeds)} seeds")
         return [self._generator(s) for s in seeds]
 
-    def _windows(self, durations: Sequence[float | None]) -> Windows | None:
+    def _windows(self, durations: Sequence[float | None], *, video: bool = False) -> Windows | None:
         """The window geometry when an item is longer than ``generate.window_seconds``, else ``None``."""
         decoder, defaults = self.model.decoder, self.generate_defaults
-        windows = Windows(size=decoder.frames_for(defaults.window_seconds),
-                          context=decoder.frames_for(defaults.context_seconds))
+        context = defaults.video_context_seconds if video and defaults.video_context_seconds else defaults.context_seconds
+        windows = Windows(size=decoder.frames_for(defaults.window_seconds), context=decoder.frames_for(context))
         frames = [decoder.frames_for(d) for d in durations if d is not None]
         if not any(f > windows.size for f in frames):
             return None
