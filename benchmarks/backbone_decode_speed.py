@@ -74,6 +74,9 @@ def main() -> None:
     parser.add_argument("--acoustic", type=int, default=1024, help="acoustic vocabulary (codebook size)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32", help="weight dtype")
+    parser.add_argument("--merged-only", action="store_true", help="skip the (slow) peft-wrapped variant")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     torch.set_num_threads(args.threads)
@@ -81,7 +84,7 @@ def main() -> None:
 
     dims = GEMMA_2B if args.gemma_2b_dims else MID_SIZE
     component_cls, config_cls = PLUGINS[args.plugin]
-    backbone = component_cls(config_cls(mode="lora", lora_dropout=0.0, **dims))
+    backbone = component_cls(config_cls(mode="lora", lora_dropout=0.0, dtype=args.dtype, **dims))
     backbone.load_pretrained()
     backbone.add_acoustic_vocabulary(args.acoustic)
     with torch.no_grad():  # a trained-looking adapter, so merging changes the weights
@@ -89,22 +92,32 @@ def main() -> None:
             if p.requires_grad:
                 p.add_(torch.randn_like(p) * 0.02)
     backbone.eval()
+    backbone.to(args.device)
     params = sum(p.numel() for p in backbone.parameters())
-    prompt = torch.randint(4, 200, (1, args.prompt))
+    prompt = torch.randint(4, 200, (1, args.prompt), device=args.device)
 
     results = {}
-    results["peft"], wrapped = median_decode(backbone, prompt, args.tokens, args.repeats, sliced=False)
+    wrapped = None
+    if not args.merged_only:
+        results["peft"], wrapped = median_decode(backbone, prompt, args.tokens, args.repeats, sliced=False)
     backbone.prepare_for_inference()
     results["merged"], merged = median_decode(backbone, prompt, args.tokens, args.repeats, sliced=False)
     results["merged+sliced"], sliced = median_decode(backbone, prompt, args.tokens, args.repeats, sliced=True)
-    same = wrapped == merged == sliced
+    same = merged == sliced and (wrapped is None or wrapped == merged)
+    # the memory floor: bytes a token must read (all weights, with the head sliced to K rows)
+    head_rows = backbone._hf().get_output_embeddings().weight.shape[0]
+    bytes_per_param = torch.finfo(getattr(torch, args.dtype)).bits // 8
+    floor_bytes = (params - (head_rows - args.acoustic) * dims["hidden_size"]) * bytes_per_param
 
-    print(f"{args.plugin} {dims} ({params / 1e6:.0f}M parameters), K={args.acoustic}, "
+    print(f"{args.plugin} {dims} ({params / 1e6:.0f}M parameters, {args.dtype} on {args.device}), K={args.acoustic}, "
           f"{args.tokens} tokens after a {args.prompt}-token prompt, {args.threads} threads, "
           f"median of {args.repeats}; identical tokens across variants: {same}")
+    base = results.get("peft", results["merged"])
     for name, seconds in results.items():
-        print(f"  {name:14s} {seconds:.4f} s/token  ({results['peft'] / seconds:.1f}x vs peft)")
-    print(json.dumps({"plugin": args.plugin, "dims": dims, "seconds_per_token": results, "same_tokens": same}))
+        print(f"  {name:14s} {seconds:.4f} s/token  ({base / seconds:.1f}x vs {'peft' if 'peft' in results else 'merged'}; "
+              f"reads ~{floor_bytes / 1e9:.2f} GB/token -> {floor_bytes / seconds / 1e9:.1f} GB/s)")
+    print(json.dumps({"plugin": args.plugin, "dims": dims, "dtype": args.dtype, "device": args.device,
+                      "seconds_per_token": results, "bytes_per_token_floor": floor_bytes, "same_tokens": same}))
 
 
 if __name__ == "__main__":
