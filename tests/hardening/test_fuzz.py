@@ -4,6 +4,7 @@ raw exception — and user text never yields a control token."""
 
 from __future__ import annotations
 
+import math
 import tempfile
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from hypothesis import strategies as st
 
 from c3llm import sdk
 from c3llm.app.run_config import parse_run_config
-from c3llm.core.config import apply_overrides, load_file
+from c3llm.core.config import apply_overrides, load_file, parse_override
 from c3llm.core.errors import C3LLMError
 from c3llm.core.registry import get_registry
 
@@ -53,23 +54,50 @@ def test_config_loader_on_any_bytes(raw, suffix):
        key=st.sampled_from(["name", "seed", "duration", "sampling", "text", "lm", "eval", "lora_r", "x"]),
        value=_values)
 def test_run_config_on_any_value(section, key, value):
+    """Refused with a one-line typed error, or accepted as a config that survives its own
+    resolved form; never accepted with a key no section has, or with a NaN or infinity."""
+    registry = get_registry()
     data = load_file(TINY)
     data.setdefault(section, {})
-    if isinstance(data[section], dict):
-        data[section][key] = value
+    data[section][key] = value
     try:
-        parse_run_config(data, registry=get_registry())
+        config = parse_run_config(data, registry=registry)
     except Exception as exc:  # noqa: BLE001
         _one_line_error(exc)
+        return
+    assert key != "x", f"[{section}] accepted the unknown key 'x'"
+    assert not _non_finite(value), f"{section}.{key} accepted the non-finite value {value!r}"
+    resolved = config.to_mapping(registry)
+    assert parse_run_config(resolved, registry=registry).to_mapping(registry) == resolved
+
+
+def _non_finite(value) -> bool:
+    if isinstance(value, float):
+        return not math.isfinite(value)
+    if isinstance(value, dict):
+        return any(_non_finite(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_non_finite(v) for v in value)
+    return False
 
 
 @FUZZ
 @given(override=st.text(max_size=60))
 def test_overrides_on_any_text(override):
+    """Refused with a one-line typed error, or applied: the dotted key then holds the parsed
+    value, and the input is left as it was."""
+    base = {"run": {"name": "x"}}
     try:
-        apply_overrides({"run": {"name": "x"}}, [override])
+        result = apply_overrides(base, [override])
     except Exception as exc:  # noqa: BLE001
         _one_line_error(exc)
+        return
+    assert base == {"run": {"name": "x"}}, "apply_overrides changed its input"
+    parts, value = parse_override(override)
+    node = result
+    for part in parts:
+        node = node[part]
+    assert repr(node) == repr(value), f"{override!r} set {parts} to {node!r}, expected {value!r}"
 
 
 @FUZZ
