@@ -79,3 +79,15 @@ def test_core_stays_small_and_files_stay_readable():
     long = {str(p.relative_to(package)): n for p in package.rglob("*.py")
             if (n := len(p.read_text().splitlines())) > 450}
     assert not long, f"files over 450 lines: {long}"
+
+
+def test_every_plugin_entry_point_is_in_the_independence_contract():
+    """A new built-in plugin cannot slip past the contract that keeps plugins apart."""
+    import configparser
+    import tomllib
+
+    entry_points = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["entry-points"]["c3llm"]
+    contracts = configparser.ConfigParser()
+    contracts.read(ROOT / ".importlinter")
+    listed = contracts["importlinter:contract:plugins-independent"]["modules"].split()
+    assert sorted(listed) == sorted(set(entry_points.values()))

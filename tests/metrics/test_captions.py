@@ -9,7 +9,8 @@ import stat
 import pytest
 
 from c3llm.core.errors import UnavailableError
-from c3llm.plugins.metrics.cider import CiderD, CiderDConfig, cider_d
+from c3llm.plugins.metrics.cider import CiderD, CiderDConfig
+from c3llm.scoring.cider import cider_d
 from c3llm.plugins.metrics.spice import Spice, SpiceConfig, Spider, SpiderConfig
 from c3llm.scoring.caption_tokenizer import ptb_tokenize
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+import numpy as np
+
 from c3llm.core.roles.metric import Metric
 from c3llm.scoring.networks import load_network, score_name
 
@@ -42,3 +44,10 @@ class NetworkMetric(Metric):
     def key(self, base: str) -> str:
         """Score name for ``base`` under the current network (``kl`` or ``kl_synth``)."""
         return score_name(base, self.network)
+
+
+def log_softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise ``log softmax`` of ``(N, C)`` logits, numerically stable."""
+    logits = np.asarray(logits, dtype=np.float64)
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))

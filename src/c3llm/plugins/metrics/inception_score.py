@@ -19,8 +19,7 @@ from c3llm.core.config import field, in_range
 from c3llm.core.errors import InputError
 from c3llm.core.hookspecs import hookimpl
 from c3llm.core.media import Audio
-from c3llm.plugins.metrics.kl import log_softmax
-from c3llm.scoring.network_metric import NetworkMetric
+from c3llm.scoring.network_metric import NetworkMetric, log_softmax
 
 
 def inception_score(logits: np.ndarray, *, splits: int = 10, shuffle: bool = True,

@@ -19,14 +19,7 @@ from c3llm.core.config import field
 from c3llm.core.errors import InputError
 from c3llm.core.hookspecs import hookimpl
 from c3llm.core.media import Audio
-from c3llm.scoring.network_metric import NetworkMetric
-
-
-def log_softmax(logits: np.ndarray) -> np.ndarray:
-    """Row-wise ``log softmax`` of ``(N, C)`` logits, numerically stable."""
-    logits = np.asarray(logits, dtype=np.float64)
-    shifted = logits - logits.max(axis=-1, keepdims=True)
-    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+from c3llm.scoring.network_metric import NetworkMetric, log_softmax
 
 
 def kl_per_pair(reference_logits: np.ndarray, generated_logits: np.ndarray) -> np.ndarray:

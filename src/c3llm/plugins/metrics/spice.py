@@ -25,7 +25,8 @@ from c3llm.core.config import field, in_range
 from c3llm.core.errors import InputError, UnavailableError
 from c3llm.core.hookspecs import hookimpl
 from c3llm.core.roles.metric import Metric
-from c3llm.plugins.metrics.cider import CiderD, CiderDConfig
+from c3llm.scoring.caption_tokenizer import make_tokenizer
+from c3llm.scoring.cider import corpus_cider_d
 
 log = logging.getLogger(__name__)
 
@@ -109,9 +110,9 @@ class Spice(Metric):
     def _tokenized(self, predictions: Sequence[str], references: Sequence[Sequence[str]]):
         if len(predictions) != len(references) or not predictions:
             raise InputError(f"spice: {len(predictions)} predictions but {len(references)} reference sets")
-        cider = CiderD(CiderDConfig(tokenizer=self.config.tokenizer, ptb_jar=self.config.ptb_jar, java=self.config.java))
-        cands = [" ".join(t) for t in cider.tokenize(predictions)]
-        refs = [[" ".join(t) for t in cider.tokenize([r] if isinstance(r, str) else list(r))] for r in references]
+        tokenize = make_tokenizer(self.config.tokenizer, self.config.ptb_jar, self.config.java)
+        cands = [" ".join(t) for t in tokenize(list(predictions))]
+        refs = [[" ".join(t) for t in tokenize([r] if isinstance(r, str) else list(r))] for r in references]
         return cands, refs
 
     def compute(self, predictions: Sequence[str], references: Sequence[Sequence[str]]) -> dict[str, float]:
@@ -135,8 +136,8 @@ class Spider(Spice):
     def compute(self, predictions: Sequence[str], references: Sequence[Sequence[str]]) -> dict[str, float]:
         spice = super().compute(predictions, references)["spice"]
         c = self.config
-        cider = CiderD(CiderDConfig(tokenizer=c.tokenizer, ptb_jar=c.ptb_jar, java=c.java, sigma=c.cider_sigma))
-        cider_d = cider.compute(predictions, references)["cider_d"]
+        cider_d = corpus_cider_d(predictions, references, make_tokenizer(c.tokenizer, c.ptb_jar, c.java),
+                                 sigma=c.cider_sigma)
         return {"spider": (cider_d + spice) / 2, "cider_d": cider_d, "spice": spice}
 
 
