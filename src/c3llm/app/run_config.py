@@ -39,6 +39,7 @@ from c3llm.core.paths import file_name_validator, name_problem
 from c3llm.method.pipeline_config import (
     COMPONENT_SECTIONS,
     GenerateSection,
+    PipelineRunKeys,
     expand_placeholders,
     parse_components,
 )
@@ -70,18 +71,16 @@ def canonical_stages(stages: Sequence[str]) -> tuple[str, ...]:
 
 
 @attrs.frozen(kw_only=True)
-class RunSection:
-    """Where and how a launcher run happens."""
+class RunSection(PipelineRunKeys):
+    """Where and how a launcher run happens (plus the keys a pipeline reads: device, projector_hidden)."""
 
     name: str = field("run", validator=file_name_validator("run.name"),
                       help="run name (folder under out_dir; a plain name, not a path)")
     out_dir: str = field("runs", help="parent folder of run folders (relative to the working directory)")
     seed: int = field(0, validator=in_range(0, MAX_SEED), help="global seed (every random draw derives from it)")
     stages: tuple[str, ...] = field((), help=f"stages `c3llm-run CONFIG` runs, from {STAGES}")
-    device: str = field("auto", help="torch device: auto (cuda when a GPU is visible, else cpu), cpu, cuda, cuda:1, …")
     threads: int | None = field(None, validator=in_range(1),
                                 help="torch CPU threads (unset: torch's default; 1 is fastest on a busy machine)")
-    projector_hidden: int | None = field(None, validator=in_range(1), help="projector MLP width")
 
     def __attrs_post_init__(self) -> None:
         try:

@@ -120,6 +120,14 @@ def resolve_device(device: str) -> str:
     return device
 
 
+@attrs.frozen(kw_only=True)
+class PipelineRunKeys:
+    """The ``[run]`` keys a pipeline reads; the launcher's ``RunSection`` adds its own."""
+
+    device: str = field("auto", help="torch device: auto (cuda when a GPU is visible, else cpu), cpu, cuda, cuda:1, …")
+    projector_hidden: int | None = field(None, validator=in_range(1), help="projector MLP width")
+
+
 def parse_pipeline_spec(data: Mapping[str, Any], *, base_dir: Path | None = None, registry=None) -> PipelineSpec:
     """The pipeline part of a config mapping, validated (the launcher's sections are left to
     the launcher, which validates them when it runs the file)."""
@@ -130,14 +138,10 @@ def parse_pipeline_spec(data: Mapping[str, Any], *, base_dir: Path | None = None
     run = data.get("run", {})
     if not isinstance(run, Mapping):
         raise ConfigError(f"[run] must be a table, got {type(run).__name__}")
-    device = run.get("device", "auto")
-    if not isinstance(device, str):
-        raise ConfigError(f"run.device: expected a string such as \"cpu\" or \"cuda\", got {device!r}")
-    hidden = run.get("projector_hidden")
-    if hidden is not None and (not isinstance(hidden, int) or isinstance(hidden, bool) or hidden < 1):
-        raise ConfigError(f"run.projector_hidden: expected a positive integer, got {hidden!r}")
+    names = {f.name for f in attrs.fields(PipelineRunKeys)}
+    keys = from_mapping(PipelineRunKeys, {k: v for k, v in run.items() if k in names}, where="run")
     return PipelineSpec(
         components=components,
         prompts=from_mapping(PromptConfig, data.get("prompts", {}), where="prompts", base_dir=base_dir),
         generate=from_mapping(GenerateSection, data.get("generate", {}), where="generate", base_dir=base_dir),
-        device=resolve_device(device), projector_hidden=hidden)
+        device=resolve_device(keys.device), projector_hidden=keys.projector_hidden)
