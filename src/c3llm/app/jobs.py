@@ -27,6 +27,7 @@ import logging
 import math
 import os
 import time
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -159,7 +160,10 @@ def run_jobs(pipe, jobs: Sequence[Job | JobError], out_dir: str | Path, *, batch
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     outputs = [output_path(j, out_dir) for j in jobs]
-    clash = len({str(p) for p in outputs}) != len(outputs)
+    names = Counter(p.name for p in outputs)
+    dupes = sorted(n for n, count in names.items() if count > 1)
+    if dupes:
+        raise InputError(f"two jobs write the same output file(s) {dupes[:3]}; give each job its own output")
     counts = {"done": 0, "skipped": 0, "failed": 0}
     results = (out_dir / RESULTS_FILE).open("a", encoding="utf-8")
 
@@ -174,11 +178,6 @@ def run_jobs(pipe, jobs: Sequence[Job | JobError], out_dir: str | Path, *, batch
         results.write(json.dumps(row) + "\n")
         results.flush()
 
-    if clash:
-        names = [p.name for p in outputs]
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        results.close()
-        raise InputError(f"two jobs write the same output file(s) {dupes[:3]}; give each job its own output")
     todo: dict[str, list[Job]] = {"t2a": [], "v2a": [], "a2t": []}
     for job, path in zip(jobs, outputs):
         if isinstance(job, JobError):
@@ -242,11 +241,11 @@ def _write(task: str, batch: Sequence[Job], results: list, out_dir: Path) -> lis
     out = []
     for job, result in zip(batch, results):
         path = output_path(job, out_dir)
-        tmp = path.with_name(f".{path.stem}.partial{path.suffix}")
         if task == "a2t":
+            tmp = path.with_name(f".{path.stem}.partial{path.suffix}")
             tmp.write_text(result + "\n", encoding="utf-8")
+            os.replace(tmp, path)  # a killed run leaves no half-written caption
         else:
-            result.save(tmp)
-        os.replace(tmp, path)
+            result.save(path)  # Audio.save writes a temp file and renames it
         out.append((job, None))
     return out
