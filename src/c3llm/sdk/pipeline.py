@@ -204,8 +204,7 @@ class Pipeline:
                 raise InputError(f"got {len(videos)} videos but {len(texts)} texts")
             for t in texts:
                 _check_text(t)
-        durations = _per_item(duration, len(videos))
-        durations = [d if d is not None else v.duration for d, v in zip(durations, videos)]
+        durations = [d if d is not None else v.duration for d, v in zip(wanted, videos)]
         self._ready()
         feats = self.model.encode_media("video", videos)
         if video_pooling == "mean":
@@ -218,7 +217,7 @@ class Pipeline:
             spans[i].frames(start, end) if windows is not None else feats[i], caption=texts[i]),
             durations, seed, sampling, windows)
         return CoarseTokens(codes=codes, captions=texts, video=feats, durations=durations, windows=windows,
-                            video_spans=spans)
+                            video_seconds=[v.duration for v in videos])
 
     @torch.no_grad()
     def tokens_to_audio(self, tokens: CoarseTokens, *, refine: bool = True) -> list[Audio]:
@@ -237,7 +236,8 @@ class Pipeline:
         coarse = tokens.codes[i]
         codes = coarse[None]  # (1, S)
         if refine and model.refiner is not None:
-            span = tokens.video_spans[i] if tokens.video_spans else None
+            feats = tokens.video[i]
+            span = VideoSpan(feats, tokens.video_seconds[i], model.decoder.frame_rate) if feats is not None else None
             codes = refine_windowed(model, coarse, lambda start, end: (
                 tokens.captions[i], span.frames(start, end) if span is not None else None), windows)
         wav = decode_chunked(model.decoder, codes, chunk=windows.size, overlap=max(1, windows.context // 2))
@@ -333,7 +333,7 @@ class CoarseTokens:
     video: list[torch.Tensor | None]  # per item (N_i, D_enc) video features, or None
     durations: list[float | None]
     windows: Windows | None = None  # set when the codes were made window by window
-    video_spans: list[VideoSpan] | None = None
+    video_seconds: list[float | None] | None = None  # each video's duration (to slice features per window)
 
 
 @attrs.frozen
