@@ -88,6 +88,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--timing", type=float, nargs="*", default=[8.0, 16.0, 32.0, 64.0])
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--seed", type=int, default=0, help="sampling seed of every request")
     parser.add_argument("--window", type=float, default=None, help="window seconds (default: the run's)")
     parser.add_argument("--context", type=float, default=None, help="context seconds (default: the run's)")
     parser.add_argument("--video-context", type=float, default=None, help="V2A context seconds (default: the run's)")
@@ -112,12 +113,12 @@ def main() -> None:
 
     text_seams = boundaries(defaults.context_seconds)
     video_seams = boundaries(defaults.video_context_seconds or defaults.context_seconds)
-    results: dict[str, object] = {"seconds": args.seconds, "window_seconds": defaults.window_seconds,
+    results: dict[str, object] = {"seed": args.seed, "seconds": args.seconds, "window_seconds": defaults.window_seconds,
                                   "context_seconds": defaults.context_seconds,
                                   "video_context_seconds": defaults.video_context_seconds, "t2a": {},
                                   "load_average": open("/proc/loadavg").read().split()[:3]}
     for source, prompt in PROMPTS.items():
-        audio = pipe.text_to_audio(prompt, duration=args.seconds, seed=0)
+        audio = pipe.text_to_audio(prompt, duration=args.seconds, seed=args.seed)
         labels = classifier.predict(segments(audio))
         results["t2a"][source] = {"prompt": prompt, "segment_source_acc": float(np.mean([lab == source for lab in labels])),
                                   "seams": seam_report(audio, text_seams)}
@@ -127,7 +128,7 @@ def main() -> None:
     results["v2a"] = {}
     for source, pitch in V2A_PAIRS:
         video, reference, sources = world_video(args.seconds, pipe.codec.sample_rate, source, pitch)
-        audio = pipe.video_to_audio(video, seed=0)
+        audio = pipe.video_to_audio(video, seed=args.seed)
         labels = classifier.predict(segments(audio))
         onset = get_registry().build("metric", "onset_ap").compute([audio], [reference.to(audio.sample_rate)])
         results["v2a"][f"{source}-{pitch}"] = {
