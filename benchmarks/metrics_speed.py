@@ -18,9 +18,9 @@ import numpy as np
 import torch
 
 from c3llm.core.media import Audio
-from c3llm.scoring.cider import cider_d
 from c3llm.plugins.metrics.frechet import frechet_distance_from_embeddings
 from c3llm.plugins.metrics.onset import OnsetConfig, OnsetSync
+from c3llm.scoring.cider import cider_d
 from c3llm.scoring.signal import detect_onsets
 
 log = logging.getLogger("benchmarks.metrics_speed")
