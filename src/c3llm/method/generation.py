@@ -53,18 +53,39 @@ class TextDecodingConfig:
 
 
 def filter_logits(logits: torch.Tensor, top_k: int = 0, top_p: float = 1.0) -> torch.Tensor:
-    """Set logits outside the top-k / nucleus to ``-inf``. ``(B, V) -> (B, V)``."""
-    if top_k and top_k < logits.shape[-1]:
-        kth = torch.topk(logits, top_k, dim=-1).values[..., -1:]
+    """Set logits outside the top-k / nucleus to ``-inf``. ``(B, V) -> (B, V)``.
+
+    With ``top_k`` the nucleus is found among the k best (``torch.topk``, already sorted):
+    no sort of the whole row."""
+    k = top_k if top_k and top_k < logits.shape[-1] else 0
+    if not k and top_p >= 1.0:
+        return logits
+    if k:
+        values, order = torch.topk(logits, k, dim=-1)  # (B, k), descending
+        kth = values[..., -1:]
         logits = logits.masked_fill(logits < kth, float("-inf"))
-    if top_p < 1.0:
-        sorted_logits, order = torch.sort(logits, descending=True, dim=-1)
-        probs = sorted_logits.softmax(-1)
-        cum = probs.cumsum(-1)
-        remove = cum - probs >= top_p - 1e-6  # keep the smallest prefix whose mass reaches top_p
-        remove[..., 0] = False
-        logits = logits.masked_fill(remove.scatter(-1, order, remove), float("-inf"))
-    return logits
+        if top_p >= 1.0:
+            return logits
+        if bool((logits > float("-inf")).sum(-1).gt(k).any()):  # ties at the k-th value: keep them all
+            values, order = torch.sort(logits, descending=True, dim=-1)
+    else:
+        values, order = torch.sort(logits, descending=True, dim=-1)
+    probs = values.softmax(-1)
+    cum = probs.cumsum(-1)
+    remove = cum - probs >= top_p - 1e-6  # keep the smallest prefix whose mass reaches top_p
+    remove[..., 0] = False
+    dropped = torch.zeros_like(logits, dtype=torch.bool).scatter(-1, order, remove)
+    return logits.masked_fill(dropped, float("-inf"))
+
+
+def _sample_rows(probs: torch.Tensor, generators: Sequence[torch.Generator | None]) -> torch.Tensor:
+    """One draw per row of ``(B, V)`` probabilities, row ``i`` from ``generators[i]``: the
+    draw ``torch.multinomial(probs[i:i+1], 1, generator=g)`` makes (it divides by
+    exponential noise and takes the argmax), with the noise per row and one argmax for all."""
+    noise = torch.empty_like(probs)
+    for i, g in enumerate(generators):
+        noise[i].exponential_(1, generator=g)
+    return (probs / noise).argmax(-1)
 
 
 def draw(logits: torch.Tensor, temperature: float, top_k: int, top_p: float,
@@ -76,16 +97,55 @@ def draw(logits: torch.Tensor, temperature: float, top_k: int, top_p: float,
     logits = filter_logits(logits.float() / temperature, top_k, top_p)
     probs = logits.softmax(-1)
     if isinstance(generator, (list, tuple)):
-        return torch.cat([torch.multinomial(probs[i:i + 1], 1, generator=g)[:, 0] for i, g in enumerate(generator)])
+        return _sample_rows(probs, generator)
     return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
 
 
 def _step_input(model, ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Embed one new token per row and extend mask/positions. ``ids (B,) -> (B, 1, D)``."""
+    """Embed one new token per row and extend mask/positions (beam search, whose rows
+    change parents each step). ``ids (B,) -> (B, 1, D)``."""
     embeds = model.backbone.embed(ids[:, None])
     mask = torch.cat([mask, mask.new_ones(mask.shape[0], 1)], dim=1)
     pos = (mask.sum(-1, keepdim=True) - 1)  # (B, 1)
     return embeds, mask, pos
+
+
+@attrs.define
+class _Decoder:
+    """A batch's cached decoding state: the prompt runs once into a KV cache preallocated for
+    ``steps`` more positions (when the backbone offers one), then :meth:`step` feeds one token
+    per row. The mask is one preallocated buffer read through a growing view and positions
+    count up: nothing is concatenated per step."""
+
+    backbone: object
+    mask: torch.Tensor  # (B, P + steps): the prompt's mask, then ones
+    length: int  # positions the cache holds
+    position: torch.Tensor  # (B, 1) the next token's position per row
+    past: object = None
+
+    @classmethod
+    def start(cls, model, prompts: Sequence[Example], steps: int) -> tuple[_Decoder, torch.Tensor]:
+        """Run the prompts; returns the decoder and the last hidden state ``(B, 1, D)``."""
+        backbone = model.backbone
+        batch = collate(list(prompts), model, with_targets=False)
+        prompt_mask = batch.mask
+        rows, width = prompt_mask.shape
+        past = backbone.new_cache(rows, width + steps)
+        out = backbone(batch.embeds, prompt_mask, position_ids=(prompt_mask.cumsum(-1) - 1).clamp(min=0),
+                       past=past, use_cache=True)
+        mask = prompt_mask.new_ones(rows, width + steps)
+        mask[:, :width] = prompt_mask
+        state = cls(backbone, mask, width, prompt_mask.sum(-1, keepdim=True), out.past)
+        return state, out.hidden[:, -1:]
+
+    def step(self, ids: torch.Tensor) -> torch.Tensor:
+        """Feed one token per row ``(B,)``; returns the new hidden state ``(B, 1, D)``."""
+        self.length += 1
+        out = self.backbone(self.backbone.embed(ids[:, None]), self.mask[:, : self.length],
+                            position_ids=self.position, past=self.past, use_cache=True)
+        self.position = self.position + 1
+        self.past = out.past
+        return out.hidden
 
 
 @torch.no_grad()
@@ -117,39 +177,30 @@ def generate_acoustic(
     device = model.device
     exact = torch.tensor([n if n is not None else -1 for n in targets], device=device)
 
-    batch = collate(list(prompts) + (list(unconditional) if guided else []), model, with_targets=False)
-    mask = batch.mask
-    out = backbone(batch.embeds, mask, position_ids=(mask.cumsum(-1) - 1).clamp(min=0), use_cache=True)
-    hidden, past = out.hidden[:, -1:], out.past  # (B', 1, D)
-
+    # conditional and unconditional rows run as one batch through one forward per step
+    state, hidden = _Decoder.start(model, list(prompts) + (list(unconditional) if guided else []), limit)
+    acoustic_rows, end_row = slice(offset, offset + K), slice(end, end + 1)
     codes = torch.zeros(B, limit, dtype=torch.long, device=device)
     lengths = torch.full((B,), limit, dtype=torch.long, device=device)
     done = torch.zeros(B, dtype=torch.bool, device=device)
     for step in range(limit):
-        logits = torch.cat([
-            backbone.logits(hidden, rows=slice(offset, offset + K)),
-            backbone.logits(hidden, rows=slice(end, end + 1)),
-        ], dim=-1)[:, 0].float()  # (B', K + 1)
+        logits = torch.cat([backbone.logits(hidden, rows=acoustic_rows), backbone.logits(hidden, rows=end_row)],
+                           dim=-1)[:, 0].float()  # (B', K + 1)
         if guided:
             cond, uncond = logits[:B], logits[B:]
             logits = uncond + sampling.guidance_scale * (cond - uncond)
-        must_continue = (exact > step)
-        logits[must_continue, K] = float("-inf")
+        logits[:, K].masked_fill_(exact > step, float("-inf"))  # must continue
         tok = draw(logits, sampling.temperature, sampling.top_k, sampling.top_p, generator)  # (B,)
         must_stop = (exact == step) | (step == limit - 1) & (exact < 0)
-        tok = torch.where(must_stop, torch.full_like(tok, K), tok)
+        tok = tok.masked_fill(must_stop, K)
         newly = (tok == K) & ~done
         lengths[newly] = step
         done |= tok == K
-        codes[:, step] = torch.where(done, torch.zeros_like(tok), tok)
+        codes[:, step] = tok.masked_fill(done, 0)
         if bool(done.all()):
             break
-        ids = torch.where(tok == K, torch.full_like(tok, end), tok + offset)
-        if guided:
-            ids = torch.cat([ids, ids])
-        embeds, mask, pos = _step_input(model, ids, mask)
-        out = backbone(embeds, mask, position_ids=pos, past=past, use_cache=True)
-        hidden, past = out.hidden, out.past
+        ids = torch.where(tok == K, end, tok + offset)
+        hidden = state.step(torch.cat([ids, ids]) if guided else ids)
     return [codes[i, : int(lengths[i])] for i in range(B)]
 
 
@@ -218,10 +269,7 @@ def generate_text(
         return [_beam_search(model, p, decoding) for p in prompts]
     backbone, eos = model.backbone, model.backbone.special.eos
     blocked = _text_blocklist(model).to(model.device)
-    batch = collate(list(prompts), model, with_targets=False)
-    mask = batch.mask
-    out = backbone(batch.embeds, mask, position_ids=(mask.cumsum(-1) - 1).clamp(min=0), use_cache=True)
-    hidden, past = out.hidden[:, -1:], out.past
+    state, hidden = _Decoder.start(model, prompts, decoding.max_tokens)
     B = len(prompts)
     result: list[list[int]] = [[] for _ in range(B)]
     done = torch.zeros(B, dtype=torch.bool)
@@ -238,9 +286,7 @@ def generate_text(
                     result[i].append(int(tok[i]))
         if bool(done.all()):
             break
-        embeds, mask, pos = _step_input(model, tok, mask)
-        out = backbone(embeds, mask, position_ids=pos, past=past, use_cache=True)
-        hidden, past = out.hidden, out.past
+        hidden = state.step(tok)
     return result
 
 

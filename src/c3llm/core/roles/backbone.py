@@ -111,6 +111,13 @@ class Backbone(Component, nn.Module, abc.ABC):
         """``(B, T, D)`` -> ``(B, T, V)`` logits, or only the vocabulary ``rows`` asked for
         (``(B, T, len(rows))``; the sliced head of fast audio decoding)."""
 
+    def new_cache(self, batch_size: int, max_length: int) -> Any:
+        """An empty KV cache preallocated for ``batch_size`` rows of up to ``max_length``
+        positions (prompt + generated), to pass as ``forward(past=...)``: decoding then
+        writes each step in place instead of growing the cache. ``None`` (the default): the
+        backbone has none, and ``forward`` grows its own cache."""
+        return None
+
     def prepare_for_inference(self) -> None:
         """Make generation fast (e.g. merge LoRA into the base weights). Irreversible for
         training; called by the pipeline before generating unless told otherwise."""

@@ -11,15 +11,14 @@ architecture; everything else lives here:
 - **inputs_embeds splice**: :meth:`embed` is the model's own embedding layer (transformers
   5.x scales Gemma's token embeddings by ``sqrt(D)`` inside it), so ``forward(embed(ids))``
   is the model's forward on ``ids``, and projected features are spliced in unscaled;
-- **decoding**: KV cache (``DynamicCache``), left padding (positions from the mask), LoRA
-  merged by :meth:`prepare_for_inference`, and a head sliced to the rows asked for.
+- **decoding**: KV cache (preallocated ``StaticCache`` from :meth:`new_cache`, else a growing
+  ``DynamicCache``), left padding (positions from the mask), LoRA merged by
+  :meth:`prepare_for_inference`, and a head sliced to the rows asked for.
 """
 
 from __future__ import annotations
 
 import abc
-import functools
-import inspect
 import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -49,6 +48,12 @@ from c3llm.plugins.backbones.hf_source import (
     resolve_source,
     unavailable,
 )
+from c3llm.plugins.backbones.kv_cache import (
+    cache_argument,
+    cached_length,
+    dynamic_cache,
+    static_cache,
+)
 from c3llm.plugins.backbones.vocabulary import grow_token_rows
 
 if TYPE_CHECKING:
@@ -59,14 +64,6 @@ log = logging.getLogger(__name__)
 
 #: The modality markers, added right after the acoustic tokens (in this order).
 MARKERS: tuple[str, ...] = ("<Audio>", "</Audio>", "<Video>", "</Video>")
-
-
-@functools.cache
-def _cache_argument(stack_cls: type) -> str:
-    """The KV-cache keyword of a transformers layer stack, which outputs use too: ``cache`` in
-    recent 5.x releases, ``past_key_values`` in earlier ones (still accepted, deprecated)."""
-    params = inspect.signature(stack_cls.forward).parameters
-    return "cache" if "cache" in params else "past_key_values"
 
 
 def acoustic_token(code: int) -> str:
@@ -356,7 +353,7 @@ class CausalLMBackbone(Backbone, nn.Module):
         if embeds.dim() != 3 or embeds.shape[-1] != self.hidden_size:
             raise InputError(f"embeds must be (B, T, {self.hidden_size}), got {tuple(embeds.shape)}")
         batch, steps = embeds.shape[:2]
-        past_len = past.get_seq_length() if past is not None else 0
+        past_len = cached_length(past)
         if attention_mask.shape != (batch, past_len + steps):
             raise InputError(
                 f"attention_mask must be (B, T_past + T) = ({batch}, {past_len + steps}) covering the "
@@ -366,11 +363,9 @@ class CausalLMBackbone(Backbone, nn.Module):
             # Left padding: a row's first real token is position 0.
             position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)[:, -steps:]  # (B, T)
         if use_cache and past is None:
-            from transformers import DynamicCache
-
-            past = DynamicCache(config=self._hf().config)
+            past = dynamic_cache(self._hf().config)
         stack = self._hf().get_decoder()  # the transformer layers without the head
-        cache_key = _cache_argument(type(stack))
+        cache_key = cache_argument(type(stack))
         out = stack(
             inputs_embeds=embeds,
             attention_mask=attention_mask,
@@ -379,6 +374,10 @@ class CausalLMBackbone(Backbone, nn.Module):
             **{cache_key: past},
         )
         return BackboneOutput(hidden=out.last_hidden_state, past=getattr(out, cache_key) if use_cache else None)
+
+    def new_cache(self, batch_size: int, max_length: int) -> Any:
+        self._require_model()
+        return static_cache(self._hf().config, max_length)
 
     def logits(self, hidden: torch.Tensor, rows: slice | None = None) -> torch.Tensor:
         self._require_model()
