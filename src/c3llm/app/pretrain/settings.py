@@ -51,7 +51,7 @@ class VideoPretrainConfig:
     """The frame CNN: supervised per-frame kinds / pitch (RGB frames) and onsets (flow images)."""
 
     encoder: dict[str, Any] = field(
-        factory=lambda: {"name": "rgb-flow", "extractor": "resnet10", "fps": 12.0, "frame_size": 64},
+        factory=lambda: {"name": "rgb-flow", "extractor": "resnet10-slim", "fps": 12.0, "frame_size": 64},
         help="video encoder table whose frame CNN is pretrained (extractor, frame_size, fps)")
     flow: str = field("farneback", validator=one_of("farneback"),
                       help="optical flow of the training flow images (the encoder's 'auto' is Farnebäck "

@@ -1,9 +1,12 @@
-"""ResNet-18/34/50 frame feature extractors in torchvision's exact key layout.
+"""ResNet-10/18/34/50 frame feature extractors in torchvision's exact key layout.
 
 torchvision cannot be installed beside this torch build, so the network is defined here with
 the same module names (``conv1``, ``bn1``, ``layer1.0.conv1``, ``layer1.0.downsample.0``, …) and
 loads a torchvision ``resnet*.pth`` file directly (``torch.load(weights_only=True)``). The
-classifier ``fc`` is dropped: features are the global-average-pooled last stage.
+classifier ``fc`` is dropped: features are the global-average-pooled last stage. ResNet-10
+(one basic block per stage) is not in torchvision, nor is ``resnet10-slim`` (a quarter of the
+width: 16..128 channels, 128-d features, ~16x fewer FLOPs); they are the sizes the pretrain
+stage trains on a CPU, saved in the same layout.
 """
 
 from __future__ import annotations
@@ -65,10 +68,14 @@ class Bottleneck(nn.Module):
 
 
 ARCHITECTURES: dict[str, tuple[type[nn.Module], tuple[int, int, int, int]]] = {
+    "resnet10": (BasicBlock, (1, 1, 1, 1)),
+    "resnet10-slim": (BasicBlock, (1, 1, 1, 1)),
     "resnet18": (BasicBlock, (2, 2, 2, 2)),
     "resnet34": (BasicBlock, (3, 4, 6, 3)),
     "resnet50": (Bottleneck, (3, 4, 6, 3)),
 }
+#: channels of the stem and the first stage (torchvision: 64); the stages double it
+WIDTHS = {"resnet10-slim": 16}
 
 
 class ResNetFeatures(nn.Module):
@@ -77,18 +84,19 @@ class ResNetFeatures(nn.Module):
     def __init__(self, name: str):
         super().__init__()
         block, layers = ARCHITECTURES[name]
+        width = WIDTHS.get(name, 64)
         self.name = name
-        self.inplanes = 64
-        self.conv1 = nn.Conv2d(3, 64, 7, 2, 3, bias=False)
-        self.bn1 = nn.BatchNorm2d(64)
+        self.inplanes = width
+        self.conv1 = nn.Conv2d(3, width, 7, 2, 3, bias=False)
+        self.bn1 = nn.BatchNorm2d(width)
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(3, 2, 1)
-        self.layer1 = self._stage(block, 64, layers[0], 1)
-        self.layer2 = self._stage(block, 128, layers[1], 2)
-        self.layer3 = self._stage(block, 256, layers[2], 2)
-        self.layer4 = self._stage(block, 512, layers[3], 2)
+        self.layer1 = self._stage(block, width, layers[0], 1)
+        self.layer2 = self._stage(block, 2 * width, layers[1], 2)
+        self.layer3 = self._stage(block, 4 * width, layers[2], 2)
+        self.layer4 = self._stage(block, 8 * width, layers[3], 2)
         self.avgpool = nn.AdaptiveAvgPool2d(1)
-        self.feature_dim = 512 * block.expansion
+        self.feature_dim = 8 * width * block.expansion
         for m in self.modules():  # torchvision's init, for reproducible random-weight runs
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
@@ -106,7 +114,7 @@ class ResNetFeatures(nn.Module):
         return nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))  # (N, 64, H/4, W/4)
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))  # (N, width, H/4, W/4)
         x = self.layer4(self.layer3(self.layer2(self.layer1(x))))  # (N, C, H/32, W/32)
         return self.avgpool(x).flatten(1)  # (N, C)
 

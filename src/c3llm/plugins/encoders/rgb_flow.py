@@ -38,7 +38,7 @@ from c3llm.plugins.encoders.video_sampling import feature_times, nearest_earlier
 
 log = logging.getLogger(__name__)
 
-EXTRACTORS = ("handcrafted", "resnet18", "resnet34", "resnet50")
+EXTRACTORS = ("handcrafted", "resnet10-slim", "resnet10", "resnet18", "resnet34", "resnet50")
 #: Flow is clipped at this displacement (pixels per feature frame) when drawn as an image.
 FLOW_IMAGE_BOUND = 20.0
 
@@ -50,7 +50,7 @@ class RgbFlowEncoderConfig:
     fps: float = field(21.5, help="feature frames per second (SpecVQGAN: 21.5)", validator=in_range(0, 240, low_open=True))
     frame_size: int = field(112, help="square side (pixels) frames are resized and centre-cropped to",
                             validator=in_range(16, 1024))
-    extractor: Literal["handcrafted", "resnet18", "resnet34", "resnet50"] = field(
+    extractor: Literal["handcrafted", "resnet10-slim", "resnet10", "resnet18", "resnet34", "resnet50"] = field(
         "handcrafted", help="per-frame feature extractor (an ImageNet-style CNN, or weight-free features)",
         validator=one_of(*EXTRACTORS), aliases=("backbone",),
     )
