@@ -158,6 +158,28 @@ def _stage_command(stage: str, doc: str) -> None:
         run_stages(run_config, [stage], registry=registry)
 
 
+#: What ``pretrain --quick`` changes: a smaller foundation corpus and fewer steps.
+PRETRAIN_QUICK_OVERRIDES = (
+    "pretrain.corpus.clips=240",
+    "pretrain.corpus.video_clips=60",
+    "pretrain.lm.train.steps=200",
+    "pretrain.clap.train.steps=150",
+    "pretrain.video.train.steps=100",
+)
+
+
+@main.command("pretrain")
+@config_options
+@click.option("--quick", is_flag=True, help="A smaller foundation corpus and fewer steps (minutes).")
+@click.pass_context
+def pretrain_cmd(ctx: click.Context, config: Path, overrides: tuple[str, ...], quick: bool) -> None:
+    """Pretrain the foundation models (text LM, CLAP, video CNNs) on the foundation corpus."""
+    from c3llm.app.stages import run_stages
+
+    run_config, registry = load_run_config(ctx, config, (*(PRETRAIN_QUICK_OVERRIDES if quick else ()), *overrides))
+    run_stages(run_config, ["pretrain"], registry=registry)
+
+
 _stage_command("train-codec", "Train the codec on the training split's audio.")
 _stage_command("prepare", "Cache codec codes and encoder features for the config's datasets.")
 _stage_command("train", "Train the LM (eq. 1) and the NAR refiner (eq. 2); resumes if interrupted.")

@@ -11,6 +11,7 @@
     [run]            name, out_dir, seed, stages, device
     [generate]       sampling and caption decoding
     [data]           datasets: train, eval.<label>
+    [pretrain]       the foundation corpus and models the pretrain stage trains
     [codec_train]    the codec training stage
     [train]          the LM stage (eq. 1) and the NAR stage (eq. 2)
     [evaluate]       metric networks (reference classifier, PANNs, VGGish), SPICE, report size
@@ -30,6 +31,7 @@ from typing import Any
 import attrs
 
 from c3llm.app.evaluation.settings import EvaluateSection
+from c3llm.app.pretrain.settings import PretrainSection
 from c3llm.app.training.codec import CodecTrainConfig
 from c3llm.app.training.loop import OptimConfig
 from c3llm.app.training.tasks import LM_TASKS, TaskWeights
@@ -48,7 +50,7 @@ from c3llm.method.sequence import PromptConfig
 #: Largest run.seed (seeds feed 64-bit generators).
 MAX_SEED = 2**63 - 1
 
-STAGES = ("train-codec", "prepare", "train", "predict", "evaluate")
+STAGES = ("pretrain", "train-codec", "prepare", "train", "predict", "evaluate")
 #: former stage names, still accepted (with a deprecation warning) for one release.
 RENAMED_STAGES = {"generate": "predict"}
 
@@ -172,6 +174,7 @@ SECTIONS: dict[str, type] = {
     "prompts": PromptConfig,
     "generate": GenerateSection,
     "data": DataSection,
+    "pretrain": PretrainSection,
     "codec_train": CodecTrainConfig,
     "train": TrainSection,
     "evaluate": EvaluateSection,

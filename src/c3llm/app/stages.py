@@ -122,6 +122,14 @@ class RunContext:
 # Stages
 
 
+def stage_pretrain(ctx: RunContext) -> None:
+    """Pretrain the foundation models of ``[pretrain] models`` on the foundation corpus
+    (reused when their config has not changed; see :mod:`c3llm.app.pretrain.stage`)."""
+    from c3llm.app.pretrain.stage import stage_pretrain as pretrain
+
+    pretrain(ctx)
+
+
 def stage_train_codec(ctx: RunContext) -> None:
     """Train the codec on the training split's audio (skipped when the config names
     pretrained codec weights or this run already trained one)."""
@@ -242,6 +250,7 @@ def stage_evaluate(ctx: RunContext) -> None:
 
 
 STAGE_FUNCTIONS: dict[str, Callable[[RunContext], None]] = {
+    "pretrain": stage_pretrain,
     "train-codec": stage_train_codec,
     "prepare": stage_prepare,
     "train": stage_train,
