@@ -180,8 +180,11 @@ def generate_acoustic(
     # conditional and unconditional rows run as one batch through one forward per step
     state, hidden = _Decoder.start(model, list(prompts) + (list(unconditional) if guided else []), limit)
     acoustic_rows, end_row = slice(offset, offset + K), slice(end, end + 1)
-    codes = torch.zeros(B, limit, dtype=torch.long, device=device)
-    lengths = torch.full((B,), limit, dtype=torch.long, device=device)
+    # per step and row, decided up front: </Audio> barred (too early) or forced (length reached)
+    steps = torch.arange(limit, device=device)[:, None]  # (limit, 1)
+    barred = exact[None] > steps  # (limit, B)
+    forced = (exact[None] == steps) | (steps == limit - 1) & (exact[None] < 0)
+    codes = torch.zeros(B, limit, dtype=torch.long, device=device)  # K marks the end
     done = torch.zeros(B, dtype=torch.bool, device=device)
     for step in range(limit):
         logits = torch.cat([backbone.logits(hidden, rows=acoustic_rows), backbone.logits(hidden, rows=end_row)],
@@ -189,19 +192,18 @@ def generate_acoustic(
         if guided:
             cond, uncond = logits[:B], logits[B:]
             logits = uncond + sampling.guidance_scale * (cond - uncond)
-        logits[:, K].masked_fill_(exact > step, float("-inf"))  # must continue
-        tok = draw(logits, sampling.temperature, sampling.top_k, sampling.top_p, generator)  # (B,)
-        must_stop = (exact == step) | (step == limit - 1) & (exact < 0)
-        tok = tok.masked_fill(must_stop, K)
-        newly = (tok == K) & ~done
-        lengths[newly] = step
+        logits[:, K].masked_fill_(barred[step], float("-inf"))
+        tok = draw(logits, sampling.temperature, sampling.top_k, sampling.top_p, generator).masked_fill_(
+            forced[step], K)  # (B,)
+        codes[:, step] = tok
         done |= tok == K
-        codes[:, step] = tok.masked_fill(done, 0)
         if bool(done.all()):
             break
         ids = torch.where(tok == K, end, tok + offset)
         hidden = state.step(torch.cat([ids, ids]) if guided else ids)
-    return [codes[i, : int(lengths[i])] for i in range(B)]
+    ended = codes == K
+    lengths = torch.where(ended.any(-1), ended.int().argmax(-1), limit).tolist()  # first </Audio>, else all
+    return [codes[i, : lengths[i]] for i in range(B)]
 
 
 @torch.no_grad()
