@@ -83,3 +83,20 @@ def test_a_bad_model_table_fails_at_the_stage_with_a_typed_error(tmp_path):
                            where="pretrain")
     with pytest.raises(ConfigError, match="hidden_sise"):
         run_pretrain(section, tmp_path, get_registry(), progress=False)
+
+
+def test_the_cli_runs_the_stage_and_reports_bad_keys_in_one_line(tmp_path):
+    import tomli_w
+    from click.testing import CliRunner
+
+    from c3llm.app.cli import main
+
+    config = {"run": {"out_dir": str(tmp_path), "name": "p"}, "decoder": {"name": "melvq"}, "backbone": {"name": "gemma"},
+              "pretrain": {**TOY, "models": ["lm"]}}
+    path = tmp_path / "p.toml"
+    path.write_text(tomli_w.dumps(config))
+    done = CliRunner().invoke(main, ["pretrain", str(path)])
+    assert done.exit_code == 0, done.output
+    assert (tmp_path / "foundation" / "lm" / "model.safetensors").is_file()
+    bad = CliRunner().invoke(main, ["pretrain", str(path), "--set", "pretrain.lm.max_tokenz=3"])
+    assert bad.exit_code == 2 and "max_tokenz" in bad.output
