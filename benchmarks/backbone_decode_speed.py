@@ -1,123 +1,189 @@
-"""Seconds per generated acoustic token: peft-wrapped vs merged vs merged + sliced head.
+"""Seconds per generated acoustic token against the machine's floor and against transformers.
 
-A random-init backbone (plugin ``gemma`` or ``llama``) with the acoustic vocabulary of EnCodec
-(K = 1024) and a non-zero LoRA adapter decodes N tokens greedily with the KV cache, restricted
-to the acoustic range, three ways:
+For each model size (``tiny``: the preset; ``mid``: 39 M parameters; ``2b``: Gemma-2B's dims,
+D 2048, 18 layers, 1 KV head, MLP 16384, 256000 vocabulary rows, ~5 GB in bfloat16, only
+with ``--gemma-2b``), a random-init backbone with EnCodec's acoustic vocabulary (K = 1024),
+LoRA merged, decodes greedily after a short caption prompt, four ways in one process:
 
-1. ``peft``: the LoRA/trainable-tokens wrapped model, full head, non-acoustic logits masked;
-2. ``merged``: after ``prepare_for_inference()`` (LoRA merged), full head, masked;
-3. ``merged+sliced``: merged, head computed for the K acoustic rows only.
+1. ``project``: :func:`c3llm.method.generation.generate_acoustic`, the project's loop
+   (preallocated KV cache, sliced head, constrained to the acoustic rows);
+2. ``plain loop``: the same backbone stepped the simple way (a growing ``DynamicCache``,
+   the mask concatenated each step, the full head masked to the acoustic rows): the
+   loop as it was before the preallocated cache;
+3. ``hf dynamic`` / ``hf static``: transformers' own ``generate`` on the same model
+   (``cache_implementation`` dynamic / static, greedy, full head, a logits processor barring
+   the non-acoustic rows): the peer.
 
-The default size is a mid-size model that runs in well under two minutes on a 2-core CPU;
-``--gemma-2b-dims`` uses Gemma-2B's dims (D 2048, 18 layers, 8 heads, 1 KV head, MLP 16384,
-256000 vocabulary rows; ~10 GB of float32 weights). Prints the median of several runs.
+s/token is ``(t(N + 1 tokens) - t(1 token)) / N`` (the prompt's prefill cancels out), the
+median of ``--repeats``. The floor is ``bytes of weights one token must read`` (every
+weight once, the head sliced to K + 1 rows, one embedding row) divided by the streaming
+bandwidth :mod:`cpu_floor` measures in the same process; ``x floor`` is the ratio to it.
 
-    python benchmarks/backbone_decode_speed.py [--plugin llama] [--tokens 20] [--gemma-2b-dims]
+    python benchmarks/backbone_decode_speed.py [--sizes tiny,mid] [--gemma-2b] [--dtype bfloat16]
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import logging
-import statistics
-import time
+import os
 
-import torch
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # idle OpenMP threads sleep (BENCHMARKS.md)
 
-from c3llm.plugins.backbones.gemma import GemmaBackbone, GemmaConfig
-from c3llm.plugins.backbones.llama import LlamaBackbone, LlamaConfig
+import argparse  # noqa: E402
+import json  # noqa: E402
+import logging  # noqa: E402
+import statistics  # noqa: E402
+import time  # noqa: E402
 
-PLUGINS = {"gemma": (GemmaBackbone, GemmaConfig), "llama": (LlamaBackbone, LlamaConfig)}
-GEMMA_2B = {"hidden_size": 2048, "num_layers": 18, "num_heads": 8, "num_kv_heads": 1,
-            "intermediate_size": 16384, "vocab_rows": 256000}
-MID_SIZE = {"hidden_size": 512, "num_layers": 6, "num_heads": 8, "num_kv_heads": 1,
-            "intermediate_size": 2048, "vocab_rows": 32000}
+import torch  # noqa: E402
+from cpu_floor import describe, load, measure  # noqa: E402
+
+from c3llm import sdk  # noqa: E402
+from c3llm.method.generation import SamplingConfig, generate_acoustic  # noqa: E402
+
+SIZES = {
+    "tiny": {},
+    "mid": {"hidden_size": 512, "num_layers": 6, "num_heads": 8, "num_kv_heads": 1,
+            "intermediate_size": 2048, "vocab_rows": 32000},
+    "2b": {"hidden_size": 2048, "num_layers": 18, "num_heads": 8, "num_kv_heads": 1,
+           "intermediate_size": 16384, "vocab_rows": 256000},
+}
+GREEDY = SamplingConfig(temperature=0.0)
+
+
+def build(dims: dict, dtype: str) -> sdk.Pipeline:
+    torch.manual_seed(0)
+    pipe = sdk.Pipeline.from_plugins(decoder="encodec",
+                                     backbone={"name": "gemma", "mode": "lora", "dtype": dtype, **dims})
+    pipe.model.eval()
+    pipe.model.backbone.prepare_for_inference()
+    return pipe
+
+
+def project(pipe, prompt, steps: int) -> list[int]:
+    return generate_acoustic(pipe.model, [prompt], num_frames=[steps], sampling=GREEDY)[0].tolist()
 
 
 @torch.inference_mode()
-def decode(backbone, prompt: torch.Tensor, steps: int, *, sliced: bool) -> tuple[float, list[int]]:
-    """Greedy acoustic decoding of ``steps`` tokens; returns (seconds per token, tokens)."""
-    sp = backbone.special
-    acoustic = slice(sp.acoustic_offset, sp.acoustic_offset + sp.acoustic_size)
-    mask = torch.ones_like(prompt)
-    out = backbone(backbone.embed(prompt), mask, use_cache=True)
+def plain_loop(pipe, prompt, steps: int) -> list[int]:
+    """Greedy decoding with a growing cache and mask and the full head (the old loop's shape)."""
+    from c3llm.method.sequence import collate, positions
+
+    backbone, sp = pipe.model.backbone, pipe.model.backbone.special
+    batch = collate([prompt], pipe.model, with_targets=False)
+    mask = batch.mask
+    out = backbone(batch.embeds, mask, position_ids=positions(mask), use_cache=True)
     hidden, tokens = out.hidden[:, -1:], []
-    start = time.perf_counter()
     for _ in range(steps):
-        if sliced:
-            token = backbone.logits(hidden, rows=acoustic).argmax(-1) + sp.acoustic_offset  # (1, 1)
-        else:
-            logits = backbone.logits(hidden)  # (1, 1, V)
-            logits[..., : acoustic.start] = float("-inf")
-            logits[..., acoustic.stop :] = float("-inf")
-            token = logits.argmax(-1)
-        tokens.append(int(token))
-        mask = torch.cat([mask, torch.ones_like(token)], 1)
-        out = backbone(backbone.embed(token), mask, past=out.past, use_cache=True)
+        logits = backbone.logits(hidden)[:, 0].float()  # (1, V)
+        logits[:, : sp.acoustic_offset] = float("-inf")
+        logits[:, sp.acoustic_offset + sp.acoustic_size:] = float("-inf")
+        token = logits.argmax(-1)
+        tokens.append(int(token) - sp.acoustic_offset)
+        if len(tokens) == steps:
+            break
+        mask = torch.cat([mask, mask.new_ones(1, 1)], 1)
+        out = backbone(backbone.embed(token[:, None]), mask, position_ids=mask.sum(-1, keepdim=True) - 1,
+                       past=out.past, use_cache=True)
         hidden = out.hidden
-    return (time.perf_counter() - start) / steps, tokens
+    return tokens
 
 
-def median_decode(backbone, prompt, steps: int, repeats: int, *, sliced: bool) -> tuple[float, list[int]]:
-    decode(backbone, prompt, 2, sliced=sliced)  # warm-up
-    runs = [decode(backbone, prompt, steps, sliced=sliced) for _ in range(repeats)]
-    return statistics.median(r[0] for r in runs), runs[0][1]
+def hf_generate(cache: str):
+    from transformers import LogitsProcessor, LogitsProcessorList
+
+    class AcousticOnly(LogitsProcessor):
+        """Bar every row but the acoustic ones, as the project's loop does (same tokens)."""
+
+        def __init__(self, start: int, stop: int):
+            self.start, self.stop = start, stop
+
+        def __call__(self, input_ids, scores):
+            scores[:, : self.start] = float("-inf")
+            scores[:, self.stop:] = float("-inf")
+            return scores
+
+    @torch.inference_mode()
+    def run(pipe, prompt, steps: int) -> list[int]:
+        hf, sp = pipe.model.backbone._hf(), pipe.model.backbone.special
+        ids = prompt_ids(pipe, prompt)
+        only = LogitsProcessorList([AcousticOnly(sp.acoustic_offset, sp.acoustic_offset + sp.acoustic_size)])
+        out = hf.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=steps,
+                          min_new_tokens=steps, do_sample=False, cache_implementation=cache,
+                          pad_token_id=hf.config.pad_token_id, logits_processor=only)
+        return (out[0, ids.shape[1]:] - sp.acoustic_offset).tolist()
+    return run
+
+
+def prompt_ids(pipe, prompt) -> torch.Tensor:
+    """The caption prompt as token ids (its segments are all ids for a text prompt)."""
+    return torch.cat([seg.ids for seg in prompt.prompt])[None].long()
+
+
+def seconds_per_token(fn, pipe, prompt, steps: int, repeats: int) -> float:
+    def timed(n):
+        start = time.perf_counter()
+        fn(pipe, prompt, n)
+        return time.perf_counter() - start
+    timed(2)  # warm-up
+    return statistics.median((timed(steps + 1) - timed(1)) / steps for _ in range(repeats))
+
+
+def floor_bytes(pipe, acoustic: int) -> int:
+    """Bytes of weights one decoding step reads: all, except the head's rows it does not
+    compute and the embedding rows it does not look up."""
+    hf = pipe.model.backbone._hf()
+    head = hf.get_output_embeddings().weight
+    embed = hf.get_input_embeddings().weight
+    total = sum(p.numel() * p.element_size() for p in hf.parameters())  # a tied head counts once
+    row = head.shape[1] * head.element_size()
+    unread = (head.shape[0] - (acoustic + 1)) * row
+    if embed is not head:
+        unread += (embed.shape[0] - 1) * row
+    return total - unread
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--plugin", choices=sorted(PLUGINS), default="gemma")
-    parser.add_argument("--gemma-2b-dims", action="store_true", help="Gemma-2B's dims instead of the mid size")
-    parser.add_argument("--tokens", type=int, default=16, help="tokens decoded per run")
-    parser.add_argument("--prompt", type=int, default=32, help="prompt length")
-    parser.add_argument("--acoustic", type=int, default=1024, help="acoustic vocabulary (codebook size)")
+    parser.add_argument("--sizes", default="tiny,mid")
+    parser.add_argument("--gemma-2b", action="store_true", help="also Gemma-2B's dims (~5 GB in bfloat16)")
+    parser.add_argument("--tokens", type=int, default=32, help="tokens timed per run")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
-    parser.add_argument("--device", default="cpu", help="cpu or cuda")
-    parser.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32", help="weight dtype")
-    parser.add_argument("--merged-only", action="store_true", help="skip the (slow) peft-wrapped variant")
+    parser.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32")
+    parser.add_argument("--skip-hf", action="store_true", help="skip transformers' generate (the peer)")
     args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.basicConfig(level=logging.WARNING)
     torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
+    sizes = args.sizes.split(",") + (["2b"] if args.gemma_2b else [])
 
-    dims = GEMMA_2B if args.gemma_2b_dims else MID_SIZE
-    component_cls, config_cls = PLUGINS[args.plugin]
-    backbone = component_cls(config_cls(mode="lora", lora_dropout=0.0, dtype=args.dtype, **dims))
-    backbone.load_pretrained()
-    backbone.add_acoustic_vocabulary(args.acoustic)
-    with torch.no_grad():  # a trained-looking adapter, so merging changes the weights
-        for p in backbone.parameters():
-            if p.requires_grad:
-                p.add_(torch.randn_like(p) * 0.02)
-    backbone.eval()
-    backbone.to(args.device)
-    params = sum(p.numel() for p in backbone.parameters())
-    prompt = torch.randint(4, 200, (1, args.prompt), device=args.device)
-
-    results = {}
-    wrapped = None
-    if not args.merged_only:
-        results["peft"], wrapped = median_decode(backbone, prompt, args.tokens, args.repeats, sliced=False)
-    backbone.prepare_for_inference()
-    results["merged"], merged = median_decode(backbone, prompt, args.tokens, args.repeats, sliced=False)
-    results["merged+sliced"], sliced = median_decode(backbone, prompt, args.tokens, args.repeats, sliced=True)
-    same = merged == sliced and (wrapped is None or wrapped == merged)
-    # the memory floor: bytes a token must read (all weights, with the head sliced to K rows)
-    head_rows = backbone._hf().get_output_embeddings().weight.shape[0]
-    bytes_per_param = torch.finfo(getattr(torch, args.dtype)).bits // 8
-    floor_bytes = (params - (head_rows - args.acoustic) * dims["hidden_size"]) * bytes_per_param
-
-    print(f"{args.plugin} {dims} ({params / 1e6:.0f}M parameters, {args.dtype} on {args.device}), K={args.acoustic}, "
-          f"{args.tokens} tokens after a {args.prompt}-token prompt, {args.threads} threads, "
-          f"median of {args.repeats}; identical tokens across variants: {same}")
-    base = results.get("peft", results["merged"])
-    for name, seconds in results.items():
-        print(f"  {name:14s} {seconds:.4f} s/token  ({base / seconds:.1f}x vs {'peft' if 'peft' in results else 'merged'}; "
-              f"reads ~{floor_bytes / 1e9:.2f} GB/token -> {floor_bytes / seconds / 1e9:.1f} GB/s)")
-    print(json.dumps({"plugin": args.plugin, "dims": dims, "dtype": args.dtype, "device": args.device,
-                      "seconds_per_token": results, "bytes_per_token_floor": floor_bytes, "same_tokens": same}))
+    floor = measure(mb=256, repeats=5)
+    print(f"floor: {describe(floor)}")
+    variants = {"project": project, "plain loop": plain_loop}
+    if not args.skip_hf:
+        variants |= {"hf dynamic": hf_generate("dynamic"), "hf static": hf_generate("static")}
+    report = {"floor": floor, "sizes": {}}
+    for size in sizes:
+        pipe = build(SIZES[size], args.dtype)
+        prompt = pipe.model.sequences.text_to_audio("a dog barks while rain falls")
+        acoustic = pipe.model.backbone.special.acoustic_size
+        params = sum(p.numel() for p in pipe.model.backbone.parameters())
+        nbytes = floor_bytes(pipe, acoustic)
+        floor_s = nbytes / (floor["read_GBps"] * 1e9)
+        tokens = {name: fn(pipe, prompt, 8) for name, fn in variants.items()}
+        same = len({tuple(t) for t in tokens.values()}) == 1
+        start_load = load()
+        timings = {name: seconds_per_token(fn, pipe, prompt, args.tokens, args.repeats)
+                   for name, fn in variants.items()}
+        print(f"\n{size}: {params / 1e6:.1f} M parameters, {args.dtype}, K = {acoustic}, {args.threads} threads, "
+              f"{args.tokens} tokens, median of {args.repeats}, load {start_load} -> {load()}; "
+              f"floor {nbytes / 1e6:.1f} MB/token -> {floor_s * 1e3:.3f} ms/token; same first tokens: {same}")
+        for name, seconds in timings.items():
+            print(f"  {name:11s} {seconds * 1e3:8.2f} ms/token  {seconds / floor_s:7.1f}x floor  "
+                  f"{seconds / timings['project']:5.2f}x project")
+        report["sizes"][size] = {"params": params, "floor_bytes": nbytes, "floor_s": floor_s, "same_tokens": same,
+                                 "seconds_per_token": timings, "load_after": load()}
+        del pipe
+    print(json.dumps(report))
 
 
 if __name__ == "__main__":
