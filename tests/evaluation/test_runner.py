@@ -8,6 +8,7 @@ import json
 import logging
 import re
 import shutil
+from pathlib import Path
 
 import attrs
 import numpy as np
@@ -273,6 +274,34 @@ def test_reference_classifier_is_reused(evaluated, caplog):
     assert "reusing the reference classifier" in caplog.text
     assert info["accuracy_per_split"] == results["reference_classifier"]["accuracy_per_split"]
     assert info["training"] == results["reference_classifier"]["training"]
+
+
+def test_reference_data_trains_the_judge_and_a_stale_judge_is_retrained(evaluated, tmp_path, caplog):
+    """[data] reference (here a world with every (source, pitch) pair, as the demo's judge has)
+    is what the reference classifier learns from; one trained on other data is not reused."""
+    ctx, _ = evaluated
+    judge_world = tmp_path / "judge_world"
+    generate_world(WorldConfig(seed=7, num_train=9, num_test=0, num_test_novel=0, duration=1.0, max_events=2,
+                               sources=SOURCES, novel_combinations=()), judge_world, progress=False)
+    data = ctx.config.to_mapping()
+    data["data"]["reference"] = {"name": "synthetic", "root": str(judge_world), "split": "train"}
+    judged = RunContext(parse_run_config(data), get_registry(), progress=False)
+    reference = judged.reference_samples()
+    assert len(reference) == 9 and {s.label for s in reference} == set(SOURCES)
+    assert all(Path(s.audio_path).is_relative_to(judge_world) for s in reference)
+    assert len(ctx.reference_samples()) == len(ctx.train_samples())  # default: the training data
+    folder = tmp_path / "rc"
+    shutil.copytree(ctx.directory / "eval" / "reference_classifier", folder)
+    splits = {"test": ctx.eval_samples()["test"][:3]}
+    references = {"test": [load_audio(s.audio_path) for s in splits["test"]]}
+    with caplog.at_level(logging.INFO, logger="c3llm.app.evaluation"):
+        _, info = setup_reference_classifier(ctx.config.evaluate, reference, splits, references, folder)
+    assert "trained on other data or settings; retraining" in caplog.text
+    assert info["training"]["clips"] == 9
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="c3llm.app.evaluation"):
+        setup_reference_classifier(ctx.config.evaluate, reference, splits, references, folder)
+    assert "reusing the reference classifier" in caplog.text
 
 
 def test_unlabelled_training_data_gives_no_synth_scores(evaluated, tmp_path):

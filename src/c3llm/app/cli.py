@@ -193,6 +193,7 @@ QUICK_OVERRIDES = (
     "data.train.generate.num_test=24",
     "data.train.generate.num_test_novel=24",
     "data.limit_eval=16",
+    "data.reference.generate.num_train=180",
     "train.lm.steps=300",
     "train.nar.steps=100",
 )

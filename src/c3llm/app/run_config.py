@@ -122,6 +122,9 @@ class DataSection:
                    "tasks = [...] and weight")
     eval: dict[str, dict[str, Any]] = field(factory=dict, help="evaluation splits by label, e.g. test, test_novel")
     limit_eval: int | None = field(None, validator=in_range(1), help="clips per evaluation split (generate/evaluate)")
+    reference: dict[str, Any] | None = field(
+        None, help="labelled clips the evaluation's reference classifier learns from (default: the training data); "
+                   "a judge independent of the training split, e.g. a world with every (source, pitch) pair")
 
     def train_sets(self) -> list[TrainSet]:
         """The training datasets, checked; empty when there is no ``train``."""
@@ -238,4 +241,6 @@ def parse_run_config(data: Mapping[str, Any], *, base_dir: Path | None = None, r
             registry.make_config("dataset", train_set.spec, where=train_set.label, base_dir=base_dir)
         for label, spec in datasets.eval.items():
             registry.make_config("dataset", spec, where=f"data.eval.{label}", base_dir=base_dir)
+        if datasets.reference is not None:
+            registry.make_config("dataset", datasets.reference, where="data.reference", base_dir=base_dir)
     return RunConfig(components, sections, base_dir)

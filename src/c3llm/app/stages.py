@@ -60,6 +60,13 @@ class RunContext:
         """The samples of every training dataset, in config order."""
         return [sample for _, samples in self.train_sets() for sample in samples]
 
+    def reference_samples(self) -> list:
+        """The labelled clips the reference classifier learns from: ``[data] reference``, else
+        the training data (empty when there is neither)."""
+        if self.config.data.reference is not None:
+            return list(self.dataset(self.config.data.reference, "data.reference"))
+        return self.train_samples() if self.config.data.train is not None else []
+
     def eval_samples(self) -> dict[str, list]:
         out = {}
         for label, spec in self.config.data.eval.items():

@@ -4,6 +4,7 @@ classifier trained on the training split's labels, and PANNs CNN14 / VGGish when
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from collections.abc import Sequence
@@ -52,9 +53,23 @@ def load_audios(paths: Sequence[Path]) -> list[Audio]:
     return [load_audio(p) for p in paths]
 
 
+#: What the reference classifier in a folder was trained on (reuse only when it matches).
+FINGERPRINT_FILE = "trained_on.sha256"
+
+
+def _training_fingerprint(samples: Sequence, settings: EvaluateSection) -> str:
+    from c3llm.core.config import to_mapping
+
+    digest = hashlib.sha256(json.dumps(to_mapping(settings.reference_classifier), sort_keys=True).encode())
+    for sample in samples:
+        digest.update(f"{Path(sample.audio_path).resolve()}\t{sample.label}\n".encode())
+    return digest.hexdigest()
+
+
 def setup_reference_classifier(settings: EvaluateSection, train: Sequence, splits: dict[str, list],
                                references: dict[str, list[Audio]], folder: Path) -> tuple[Any, dict[str, Any]]:
-    """Train (or reuse) the reference classifier on the training split's labels.
+    """Train (or reuse) the reference classifier on ``train``'s labels (``[data] reference``,
+    else the training data).
 
     :return: the classifier (``None`` when the training data carry no labels) and its record for
         results.json: accuracy on each evaluation split's reference audio (the first split's is
@@ -69,18 +84,25 @@ def setup_reference_classifier(settings: EvaluateSection, train: Sequence, split
 
     labels = [s.label for s in train]
     if not train or any(label is None for label in labels) or len(set(labels)) < 2:
-        reason = ("the training split has no class labels (sample.label) to train the reference classifier on"
-                  if train else "no training split ([data.train]) to train the reference classifier on")
+        reason = ("the reference classifier's data ([data] reference, else the training split) have no class "
+                  "labels (sample.label)" if train else "no data ([data] reference or [data.train]) to train the "
+                  "reference classifier on")
         return None, {"available": False, "reason": reason}
-    if (folder / WEIGHTS_FILE).is_file():
+    fingerprint = _training_fingerprint(train, settings)
+    stamp = folder / FINGERPRINT_FILE
+    if (folder / WEIGHTS_FILE).is_file() and stamp.is_file() and stamp.read_text() == fingerprint:
         log.info("evaluate: reusing the reference classifier in %s", folder)
         classifier = ReferenceClassifier.from_directory(folder)
         report_file = folder / REPORT_FILE
         training = json.loads(report_file.read_text()) if report_file.is_file() else {}
     else:
-        log.info("evaluate: training the reference classifier on %d labelled training clips", len(train))
+        if (folder / WEIGHTS_FILE).is_file():
+            log.info("evaluate: the reference classifier in %s was trained on other data or settings; retraining", folder)
+        log.info("evaluate: training the reference classifier on %d labelled clips", len(train))
         classifier, training = train_reference_classifier(
             load_audios([s.audio_path for s in train]), labels, settings.reference_classifier, folder)
+        stamp.write_text(fingerprint)
+    training = {**training, "clips": len(train)}
     accuracy = {}
     for label, samples in splits.items():
         known = [i for i, s in enumerate(samples) if s.label is not None]

@@ -282,7 +282,7 @@ def evaluate_run(ctx) -> dict[str, Any]:
 
     train = ctx.train_samples() if ctx.config.data.train is not None else []
     references = {label: load_audios([s.audio_path for s in samples]) for label, samples in splits.items()}
-    classifier, classifier_info = setup_reference_classifier(settings, train, splits, references,
+    classifier, classifier_info = setup_reference_classifier(settings, ctx.reference_samples(), splits, references,
                                                              out_dir / "reference_classifier")
     networks, unavailable = setup_networks(settings, classifier)
     scorer = Scorer(ctx.registry, networks, settings, classifier)
