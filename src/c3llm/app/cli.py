@@ -232,7 +232,8 @@ def demo(ctx: click.Context, quick: bool, out_dir: Path, overrides: tuple[str, .
 @click.option("--checkpoint", type=click.Path(path_type=Path), help="A saved pipeline or run directory.")
 @click.option("--config", "config", type=click.Path(dir_okay=False, path_type=Path),
               help="Build from a config instead of a checkpoint (untrained unless it loads weights).")
-@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Config overrides (with --config).")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Config overrides (with --config); with --checkpoint, new places of moved models, "
+              "e.g. --set backbone.pretrained=/new/gemma-2b.")
 @click.option("--text", help="Caption for text-to-audio (or with --video: video+text-to-audio).")
 @click.option("--video", type=click.Path(dir_okay=False, path_type=Path), help="Video for video-to-audio.")
 @click.option("--audio", type=click.Path(dir_okay=False, path_type=Path), help="Audio to caption.")
@@ -266,7 +267,11 @@ def generate(ctx, checkpoint, config, overrides, text, video, audio, duration, s
 
         job_list = read_jobs(jobs)  # checked before the model loads
     if checkpoint is not None:
-        pipe = Pipeline.from_pretrained(checkpoint, disabled_plugins=ctx.obj["disabled"])
+        bad = [o for o in overrides if "=" not in o]
+        if bad:
+            raise InputError(f"--set {bad[0]!r}: expected KEY=PATH, e.g. backbone.pretrained=/new/gemma-2b")
+        pipe = Pipeline.from_pretrained(checkpoint, disabled_plugins=ctx.obj["disabled"],
+                                        paths=dict(o.split("=", 1) for o in overrides))
     else:
         pipe = Pipeline.from_config(config, overrides, disabled_plugins=ctx.obj["disabled"])
     if job_list is not None:

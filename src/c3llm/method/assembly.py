@@ -20,12 +20,18 @@ import c3llm
 from c3llm.core.checkpoint import (
     atomic_directory,
     load_tensors,
+    read_header,
     read_json,
     save_tensors,
     write_json,
 )
 from c3llm.core.config import from_mapping, to_mapping
-from c3llm.core.errors import CheckpointError, UnknownComponentError
+from c3llm.core.errors import (
+    CheckpointError,
+    ConfigError,
+    UnavailableError,
+    UnknownComponentError,
+)
 from c3llm.core.registry import Registry
 from c3llm.core.roles.base import load_strict
 from c3llm.method.model import C3LLM, MODALITIES
@@ -111,12 +117,14 @@ def save_model(model: C3LLM, directory: Path, *, extra: Mapping[str, Any] | None
             overrides = component.export_assets(folder) or {}
             config = attrs.evolve(component.config, **overrides) if overrides else component.config
             spec = getattr(component, "registry_spec", None)
+            mapping, locations = _located(to_mapping(config), folder, directory)
             record["components"][section] = {
                 "name": spec.name if spec else None,
                 "plugin": spec.plugin if spec else None,
                 "distribution": spec.distribution if spec else None,
                 "version": spec.version if spec else None,
-                "config": to_mapping(config),
+                "config": mapping,
+                "locations": locations,
             }
             save_tensors(folder / "weights.safetensors", component.checkpoint_state_dict())
         save_tensors(tmp / "projectors.safetensors", model.projectors.state_dict())
@@ -144,11 +152,17 @@ def resolve_checkpoint_dir(directory: Path) -> Path:
     raise CheckpointError(f"{directory} holds no pipeline.json (nor pipeline/pipeline.json): not a c3llm checkpoint")
 
 
-def load_model(registry: Registry, directory: Path) -> tuple[C3LLM, dict[str, Any]]:
-    """Rebuild a model saved by :func:`save_model`; refuse missing plugins and mismatches."""
+def load_model(registry: Registry, directory: Path,
+               paths: Mapping[str, str | Path] | None = None) -> tuple[C3LLM, dict[str, Any]]:
+    """Rebuild a model saved by :func:`save_model`; refuse missing plugins and mismatches.
+
+    :param paths: new locations of files the frozen components were loaded from, by dotted
+        key (``{"backbone.pretrained": "/new/gemma-2b"}``), for models moved since the save.
+    """
     directory = resolve_checkpoint_dir(directory)
     record = read_json(directory / "pipeline.json")
     _check_record(record, directory / "pipeline.json")
+    _relocate(record["components"], directory, paths or {})
     specs, base_dirs = {}, {}
     for section, entry in record["components"].items():
         role = COMPONENT_SECTIONS.get(section)
@@ -178,9 +192,12 @@ def load_model(registry: Registry, directory: Path) -> tuple[C3LLM, dict[str, An
     model = assemble(components, prompts=prompts, projector_hidden=record.get("projector_hidden"),
                      projector_frame_norm=frame_norm)
     for section, component in components.items():
+        path = directory / section / "weights.safetensors"
         try:  # names and shapes are checked against the header before any tensor is read
-            component.load_checkpoint_state_dict(load_tensors(directory / section / "weights.safetensors",
-                                                              expected=component.checkpoint_state_dict()))
+            expected = component.checkpoint_state_dict()
+            if not expected and isinstance(component, torch.nn.Module) and read_header(path):
+                expected = component.state_dict()  # saved in full, by a c3llm before Component.mark_loaded
+            component.load_checkpoint_state_dict(load_tensors(path, expected=expected))
         except CheckpointError as exc:
             raise CheckpointError(f"{section}: {exc}") from exc
     load_strict(model.projectors, load_tensors(directory / "projectors.safetensors",
@@ -223,3 +240,68 @@ def _check_paths(config_cls: type, config: Mapping[str, Any], folder: Path, *, w
         if (relative and not inside) or (f.name == "tokenizer_path" and not inside):
             raise CheckpointError(f"{where}: {f.name} = {value!r} points outside the checkpoint folder; "
                                   "a saved checkpoint's assets must lie inside it")
+
+
+# -- where the frozen components' files are ------------------------------------------------
+
+
+def _located(config: dict[str, Any], folder: Path, directory: Path) -> tuple[dict[str, Any], dict[str, str]]:
+    """``config`` with each existing file or folder it names made absolute, and those paths
+    relative to the checkpoint ``directory`` (``{"pretrained": "../../models/gemma-2b"}``).
+
+    The frozen components (Gemma, EnCodec, CLAP, ResNet) are recorded by the path they were
+    loaded from, not copied. The absolute path is what loading tries first; the relative one
+    is the fallback for a run folder moved together with its models (see :func:`_relocate`).
+    Assets written into the component's own ``folder`` (a tokenizer) stay as they are.
+    """
+    import os
+
+    config, locations = dict(config), {}
+    for key, value in config.items():
+        if not isinstance(value, str) or not value:
+            continue
+        path = Path(value).expanduser()
+        if not path.is_absolute() and ("/" not in value and not path.suffix or (folder / value).exists()):
+            continue  # a name ("tiny", "prepend") or an asset inside the checkpoint
+        if not path.exists():  # a hub id, or a file already gone
+            continue
+        path = path.resolve()  # relative to the working directory otherwise, which changes
+        config[key] = str(path)
+        locations[key] = os.path.relpath(path, Path(directory).resolve())
+    return config, locations
+
+
+def _relocate(components: dict[str, Any], directory: Path, paths: Mapping[str, str | Path]) -> None:
+    """Point the recorded component files at where they are now: ``paths`` first (given by
+    the caller), else the recorded absolute path, else the recorded path relative to the
+    checkpoint (a run folder moved with its models). A file that is in none of those places
+    is an :class:`UnavailableError` naming the key to pass."""
+    for dotted, value in paths.items():
+        section, _, key = str(dotted).partition(".")
+        entry = components.get(section)
+        if entry is None or key not in entry["config"]:
+            known = sorted(f"{s}.{k}" for s, e in components.items() for k in e.get("locations") or {})
+            raise ConfigError(f"paths: {dotted!r} is not a key of this checkpoint's components; the recorded "
+                              f"model files are {', '.join(known) or 'none'}")
+        if not isinstance(value, (str, Path)):
+            raise ConfigError(f"paths: {dotted} must be a path, got {type(value).__name__}")
+        entry["config"][key] = str(Path(value).expanduser().resolve())
+    for section, entry in components.items():
+        locations = entry.get("locations") or {}
+        if not isinstance(locations, dict):
+            raise CheckpointError(f"{directory}/pipeline.json: components.{section}.locations must be a table")
+        for key, relative in locations.items():
+            value = entry["config"].get(key)
+            if f"{section}.{key}" in paths or not isinstance(value, str) or Path(value).exists():
+                continue
+            moved = (directory / str(relative)).resolve()
+            if moved.exists():
+                log.info("%s.%s: %s is gone; using %s (relative to the checkpoint)", section, key, value, moved)
+                entry["config"][key] = str(moved)
+                continue
+            raise UnavailableError(
+                f"{section}.{key}: the checkpoint in {directory} was loaded from {value}, which does not exist, "
+                f"nor does {moved} (the same place relative to the checkpoint). Pass the new location: "
+                f"Pipeline.from_pretrained(..., paths={{'{section}.{key}': NEW_PATH}}) or "
+                f"c3llm-run generate --checkpoint DIR --set {section}.{key}=NEW_PATH"
+            )

@@ -117,10 +117,15 @@ class Pipeline:
         return save_model(self.model, Path(directory), extra={"generate": to_mapping(self.generate_defaults)})
 
     @classmethod
-    def from_pretrained(cls, directory: str | Path, *, device: str = "cpu",
-                        disabled_plugins: Iterable[str] = ()) -> Pipeline:
-        """Load a directory written by :meth:`save_pretrained` (or a run folder holding one)."""
-        model, record = load_model(get_registry(disabled_plugins), Path(directory))
+    def from_pretrained(cls, directory: str | Path, *, device: str = "cpu", disabled_plugins: Iterable[str] = (),
+                        paths: Mapping[str, str | Path] | None = None) -> Pipeline:
+        """Load a directory written by :meth:`save_pretrained` (or a run folder holding one).
+
+        :param paths: where frozen models moved since the save, by dotted key, e.g.
+            ``{"backbone.pretrained": "/new/gemma-2b"}``; without it a model missing from its
+            recorded path is looked for at the same place relative to the checkpoint.
+        """
+        model, record = load_model(get_registry(disabled_plugins), Path(directory), paths)
         generate = from_mapping(GenerateSection, record.get("generate", {}), where="generate")
         return cls(model.to(device), generate=generate)
 

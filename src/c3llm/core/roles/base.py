@@ -33,15 +33,30 @@ class Component:
     def load_pretrained(self) -> None:
         """Load the weights named by the config, if any. Default: nothing to load."""
 
-    def checkpoint_state_dict(self) -> dict[str, torch.Tensor]:
-        """Tensors a checkpoint must hold to rebuild this component. Default: everything."""
+    def mark_loaded(self) -> None:
+        """Record the weights as loaded from the source the config names (call it at the end of
+        :meth:`load_pretrained`). While they stay unchanged (no in-place update since), the
+        default :meth:`checkpoint_state_dict` holds nothing: a saved pipeline records the
+        source's path and reloads from it instead of copying a frozen EnCodec, CLAP or ResNet
+        (hundreds of MB) into every checkpoint. Any training step makes them saved again."""
         if isinstance(self, nn.Module):
+            self._loaded_versions = _tensor_versions(self)
+
+    def weights_as_loaded(self) -> bool:
+        """The weights are still exactly those :meth:`mark_loaded` saw (same tensors, no in-place change)."""
+        versions = getattr(self, "_loaded_versions", None)
+        return versions is not None and isinstance(self, nn.Module) and versions == _tensor_versions(self)
+
+    def checkpoint_state_dict(self) -> dict[str, torch.Tensor]:
+        """Tensors a checkpoint must hold to rebuild this component. Default: everything, or
+        nothing while the weights are as :meth:`load_pretrained` loaded them (see :meth:`mark_loaded`)."""
+        if isinstance(self, nn.Module) and not self.weights_as_loaded():
             return {k: v.detach() for k, v in self.state_dict().items()}
         return {}
 
     def load_checkpoint_state_dict(self, state: Mapping[str, torch.Tensor]) -> None:
         """Load tensors written by :meth:`checkpoint_state_dict`; refuse any mismatch."""
-        if not isinstance(self, nn.Module):
+        if not isinstance(self, nn.Module) or (not state and self.weights_as_loaded()):
             if state:
                 raise CheckpointError(f"{type(self).__name__} holds no tensors but got {len(state)}")
             return
@@ -81,3 +96,8 @@ def load_strict(module: nn.Module, state: Mapping[str, torch.Tensor], *, owner: 
     if problem:
         raise CheckpointError(f"checkpoint does not match {owner}: {problem}. Was it saved with a different config?")
     module.load_state_dict(dict(state), strict=True)
+
+
+def _tensor_versions(module: nn.Module) -> dict[str, tuple[int, int]]:
+    """Each parameter's and buffer's identity and in-place modification counter."""
+    return {k: (id(v), v._version) for k, v in module.state_dict(keep_vars=True).items()}

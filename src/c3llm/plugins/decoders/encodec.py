@@ -227,6 +227,7 @@ class EncodecCodec(TrainableDecoder):
                 f"official .th file, or a hub id such as 'facebook/encodec_24khz'"
             )
         self.model.eval()
+        self.mark_loaded()  # a saved pipeline records `pretrained` instead of copying the weights
         log.info("loaded EnCodec weights from %s (%s)", source, self._arch_text())
 
     def _adopt_hf(self, loaded: Any, source: str) -> None:

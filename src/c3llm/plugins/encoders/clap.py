@@ -195,6 +195,8 @@ class ClapEncoder(Encoder):
         elif cfg.hub_id is not None:
             self._load_transformers(cfg.hub_id, local_only=False)
         self._freeze()
+        if cfg.pretrained is not None or cfg.hub_id is not None:
+            self.mark_loaded()  # a saved pipeline records the source instead of copying the weights
 
     def _load_transformers(self, source: str, *, local_only: bool) -> None:
         from transformers import ClapAudioModelWithProjection, ClapFeatureExtractor

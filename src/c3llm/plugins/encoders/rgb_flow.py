@@ -120,6 +120,8 @@ class RgbFlowEncoder(Encoder):
             log.info("%s stream: %s weights from %s", key, self.config.extractor, path)
         if self.rgb_net is not None and self.config.weights is None:
             log.warning("extractor %s has random weights (video_encoder.weights unset)", self.config.extractor)
+        elif self.rgb_net is not None and (self.flow_net is None or self.config.flow_weights is not None):
+            self.mark_loaded()  # every CNN from a file: a saved pipeline records the paths, not the weights
 
     @property
     def flow_method(self) -> str:
