@@ -1,4 +1,4 @@
-"""The paper's backbone at full Gemma-2B dims (bf16, random weights): memory and speed.
+"""The paper's backbone at full Gemma-2B dims (bf16 or fp32, random weights): memory and speed.
 
 A ``gemma`` backbone at Gemma-2B's dims (D 2048, 18 layers, 8 heads, 1 KV head, MLP 16384,
 256 000 vocabulary rows; 2.5 B parameters, 5 GB in bf16) with the paper's LoRA (r 16 on
@@ -12,9 +12,9 @@ q/k/v/o) and EnCodec's acoustic vocabulary (K = 1024), measured phase by phase:
    per-step cost must not grow with the prefix).
 
 Peak RSS is the process's high-water mark after each phase (``ru_maxrss``). One process at a
-time: it needs ~7 GB. ``uptime`` before and after says how loaded the machine was.
+time: it needs ~7 GB in bf16, ~14 GB in fp32. ``uptime`` before and after says how loaded the machine was.
 
-    python benchmarks/paper_scale.py [--batch 2] [--steps 2] [--tokens 8] [--threads N]
+    python benchmarks/paper_scale.py [--batch 2] [--steps 2] [--tokens 8] [--threads N] [--dtype float32]
 """
 
 from __future__ import annotations
@@ -47,11 +47,11 @@ def uptime() -> str:
     return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
 
 
-def build(dims) -> tuple[GemmaBackbone, float, float]:
-    config = GemmaConfig(**dims, dtype="bfloat16", mode="lora", lora_r=16, lora_alpha=32.0,
+def build(dims, dtype: str = "bfloat16") -> tuple[GemmaBackbone, float, float]:
+    config = GemmaConfig(**dims, dtype=dtype, mode="lora", lora_r=16, lora_alpha=32.0,
                          lora_targets=("q_proj", "k_proj", "v_proj", "o_proj"))
     started = time.perf_counter()
-    torch.set_default_dtype(torch.bfloat16)  # random init straight in bf16 (no 10 GB fp32 copy)
+    torch.set_default_dtype(getattr(torch, dtype))  # random init straight in the dtype (no 10 GB fp32 copy for bf16)
     try:
         backbone = GemmaBackbone(config)
     finally:
@@ -140,13 +140,17 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=2)
     parser.add_argument("--tokens", type=int, default=8)
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--dtype", choices=("bfloat16", "float32"), default="bfloat16",
+                        help="backbone weights; float32 on CPUs without AVX512-BF16 (bf16 GEMMs run a slow "
+                        "reference kernel there)")
     parser.add_argument("--smoke", action="store_true", help="tiny dims, to check the script")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    result = {"uptime_before": uptime(), "threads": torch.get_num_threads(), "batch": args.batch}
-    backbone, built, vocab = build(SMOKE if args.smoke else GEMMA_2B)
+    result = {"uptime_before": uptime(), "threads": torch.get_num_threads(), "batch": args.batch,
+              "dtype": args.dtype}
+    backbone, built, vocab = build(SMOKE if args.smoke else GEMMA_2B, args.dtype)
     result.update(build_s=round(built, 1), add_vocabulary_s=round(vocab, 2), rss_after_build_gib=rss_gib(),
                   parameters=sum(p.numel() for p in backbone.parameters()),
                   trainable=sum(p.numel() for p in backbone.parameters() if p.requires_grad))
