@@ -116,6 +116,17 @@ def test_the_walkthrough_runs_paper_toml_on_files_in_the_real_formats(smoke, tmp
     out = run_cli(["generate", "--checkpoint", "runs/paper", "--video", str(video), "--out", "v2a.wav"])
     assert "wrote v2a.wav" in out and (tmp_path / "v2a.wav").is_file()
 
+    # section 6's command, new model places on the command line (links to the same, shared
+    # files here; tests/test_run_folder_paths.py moves models and run folders for real)
+    section = DOC.read_text().split("## 6.")[1]
+    moved = shlex.split(re.search(r"```bash\n(.+?)```", section, flags=re.S).group(1).replace("\\\n", " "))[1:]
+    new = tmp_path / "new"
+    new.mkdir()
+    for name in (GEMMA, ENCODEC):
+        (new / name).symlink_to(smoke / "models" / name)
+    out = run_cli([a.replace("=/new/", f"={new}/") for a in moved])
+    assert "wrote dog.wav" in out
+
 
 def test_the_walkthrough_runs_llama3_toml_in_one_command(smoke, tmp_path, monkeypatch):
     """The walkthrough's all-stages command on configs/llama3.toml (the backbone swap)."""

@@ -100,3 +100,12 @@ def test_a_frozen_component_that_changed_is_saved_in_full_and_old_full_saves_sti
     assert names  # the change is kept
     reloaded = sdk.Pipeline.from_pretrained(saved).model.decoder
     assert torch.equal(next(reloaded.parameters()), next(pipe.model.decoder.parameters()))
+
+
+def test_a_new_place_that_is_a_hub_id_stays_a_hub_id(tmp_path):
+    from c3llm.method.assembly import _relocate
+
+    components = {"backbone": {"name": "gemma", "config": {"pretrained": "/gone/gemma-2b"},
+                               "locations": {"pretrained": "../gone/gemma-2b"}}}
+    _relocate(components, tmp_path, {"backbone.pretrained": "google/gemma-2b"})
+    assert components["backbone"]["config"]["pretrained"] == "google/gemma-2b"

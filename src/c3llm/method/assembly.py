@@ -285,7 +285,8 @@ def _relocate(components: dict[str, Any], directory: Path, paths: Mapping[str, s
                               f"model files are {', '.join(known) or 'none'}")
         if not isinstance(value, (str, Path)):
             raise ConfigError(f"paths: {dotted} must be a path, got {type(value).__name__}")
-        entry["config"][key] = str(Path(value).expanduser().resolve())
+        path = Path(value).expanduser()
+        entry["config"][key] = str(path.resolve()) if path.exists() else str(value)  # a hub id stays one
     for section, entry in components.items():
         locations = entry.get("locations") or {}
         if not isinstance(locations, dict):
