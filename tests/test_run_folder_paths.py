@@ -109,3 +109,31 @@ def test_a_new_place_that_is_a_hub_id_stays_a_hub_id(tmp_path):
                                "locations": {"pretrained": "../gone/gemma-2b"}}}
     _relocate(components, tmp_path, {"backbone.pretrained": "google/gemma-2b"})
     assert components["backbone"]["config"]["pretrained"] == "google/gemma-2b"
+
+
+def test_a_runs_stages_load_its_pipelines_from_the_configs_current_model_paths(tmp_path):
+    """Models moved and the config's paths changed: the run's saved pipelines (initial/,
+    pipeline/) follow the config; and a path given through a link is recorded as the link."""
+    from c3llm.app.run_config import parse_run_config
+    from c3llm.app.stages import RunContext
+    from c3llm.core.registry import get_registry
+
+    paths = write_models(tmp_path / "old")
+    (tmp_path / "stable").symlink_to(tmp_path / "old", target_is_directory=True)
+
+    def context(models: Path) -> RunContext:
+        data = {"run": {"name": "r", "out_dir": str(tmp_path / "runs")},
+                "decoder": {"name": "encodec", "preset": "tiny", "pretrained": str(models / "encodec")},
+                "backbone": {"name": "gemma", "pretrained": str(models / "gemma"), "mode": "lora", "lora_r": 4,
+                             "dtype": "float32"},
+                "refiner": {"name": "nar", "dim": 32, "num_layers": 1, "num_heads": 2},
+                "audio_encoder": {"name": "clap", "pretrained": str(models / "clap"), "num_local_frames": 2}}
+        return RunContext(parse_run_config(data, registry=get_registry()), get_registry())
+
+    first = context(tmp_path / "stable").initial_pipeline()
+    record = json.loads((tmp_path / "runs" / "r" / "initial" / "pipeline.json").read_text())
+    assert record["components"]["backbone"]["config"]["pretrained"] == str(tmp_path / "stable" / "gemma")
+    expected = caption(first)
+    (tmp_path / "stable").unlink()
+    shutil.move(paths["gemma"].parent, tmp_path / "new")
+    assert caption(context(tmp_path / "new").initial_pipeline()) == expected

@@ -97,6 +97,14 @@ class RunContext:
         codec.load_pretrained()
         return codec
 
+    def model_paths(self) -> dict[str, str]:
+        """The config's files of the frozen models, by dotted key: a saved pipeline of this run
+        loads them from where the config says now (models moved and the config's paths changed),
+        not from where they were when it was saved."""
+        return {f"{section}.{key}": value for section, spec in self.component_specs().items()
+                for key, value in spec.items()
+                if key != "name" and isinstance(value, str) and "/" in value and Path(value).exists()}
+
     def initial_pipeline(self):
         """The untrained pipeline, saved once so that every later stage (and a resumed run)
         starts from the same random initialisation."""
@@ -105,7 +113,7 @@ class RunContext:
 
         folder = self.directory / "initial"
         if (folder / "pipeline.json").is_file():
-            return Pipeline.from_pretrained(folder, device=self.device)
+            return Pipeline.from_pretrained(folder, device=self.device, paths=self.model_paths())
         import torch
 
         torch.manual_seed(self.config.run.seed)
@@ -122,7 +130,7 @@ class RunContext:
         folder = self.directory / "pipeline"
         if not (folder / "pipeline.json").is_file():
             raise InputError(f"no trained pipeline in {folder}: run the train stage first")
-        return Pipeline.from_pretrained(folder, device=self.device)
+        return Pipeline.from_pretrained(folder, device=self.device, paths=self.model_paths())
 
 
 # ---------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ encoders, the backbone (vocabulary added right after its weights load) and the r
 from __future__ import annotations
 
 import logging
+import os
 import platform
 from collections.abc import Mapping
 from pathlib import Path
@@ -254,8 +255,6 @@ def _located(config: dict[str, Any], folder: Path, directory: Path) -> tuple[dic
     is the fallback for a run folder moved together with its models (see :func:`_relocate`).
     Assets written into the component's own ``folder`` (a tokenizer) stay as they are.
     """
-    import os
-
     config, locations = dict(config), {}
     for key, value in config.items():
         if not isinstance(value, str) or not value:
@@ -265,9 +264,11 @@ def _located(config: dict[str, Any], folder: Path, directory: Path) -> tuple[dic
             continue  # a name ("tiny", "prepend") or an asset inside the checkpoint
         if not path.exists():  # a hub id, or a file already gone
             continue
-        path = path.resolve()  # relative to the working directory otherwise, which changes
+        # absolute (relative to the working directory otherwise, which changes), links kept as
+        # links: a stable link such as pretrain's {root}/<kind> stays what the config named
+        path = Path(os.path.abspath(path))
         config[key] = str(path)
-        locations[key] = os.path.relpath(path, Path(directory).resolve())
+        locations[key] = os.path.relpath(path, os.path.abspath(directory))
     return config, locations
 
 
@@ -286,7 +287,7 @@ def _relocate(components: dict[str, Any], directory: Path, paths: Mapping[str, s
         if not isinstance(value, (str, Path)):
             raise ConfigError(f"paths: {dotted} must be a path, got {type(value).__name__}")
         path = Path(value).expanduser()
-        entry["config"][key] = str(path.resolve()) if path.exists() else str(value)  # a hub id stays one
+        entry["config"][key] = os.path.abspath(path) if path.exists() else str(value)  # a hub id stays one
     for section, entry in components.items():
         locations = entry.get("locations") or {}
         if not isinstance(locations, dict):
@@ -295,7 +296,7 @@ def _relocate(components: dict[str, Any], directory: Path, paths: Mapping[str, s
             value = entry["config"].get(key)
             if f"{section}.{key}" in paths or not isinstance(value, str) or Path(value).exists():
                 continue
-            moved = (directory / str(relative)).resolve()
+            moved = Path(os.path.normpath(Path(os.path.abspath(directory)) / str(relative)))
             if moved.exists():
                 log.info("%s.%s: %s is gone; using %s (relative to the checkpoint)", section, key, value, moved)
                 entry["config"][key] = str(moved)
