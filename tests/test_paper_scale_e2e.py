@@ -25,7 +25,7 @@ DOC = ROOT / "docs" / "paper_scale.md"
 
 #: What makes the run short; everything else is the shipped config.
 SMALL = (
-    "train.lm.steps=2", "train.lm.batch_size=2", "train.lm.grad_accum=1", "train.lm.warmup_steps=0",
+    "train.lm.steps=2", "train.lm.batch_size=3", "train.lm.grad_accum=1", "train.lm.warmup_steps=0",
     "train.nar.steps=1", "train.nar.batch_size=2", "train.nar.warmup_steps=0",
 )
 
@@ -77,6 +77,8 @@ def check_run(run: Path) -> dict:
     from safetensors import safe_open
 
     pipeline = json.loads((run / "pipeline" / "pipeline.json").read_text())
+    last = json.loads((run / "train" / "lm" / "metrics.jsonl").read_text().splitlines()[-1])
+    assert {"loss_t2a", "loss_v2a", "loss_a2t"} <= set(last), last  # the mix served all three tasks
     for section, key in (("decoder", "pretrained"), ("backbone", "pretrained"), ("audio_encoder", "pretrained"),
                          ("video_encoder", "weights")):
         assert pipeline["components"][section]["locations"][key].startswith("../"), section
