@@ -137,3 +137,19 @@ def test_a_runs_stages_load_its_pipelines_from_the_configs_current_model_paths(t
     (tmp_path / "stable").unlink()
     shutil.move(paths["gemma"].parent, tmp_path / "new")
     assert caption(context(tmp_path / "new").initial_pipeline()) == expected
+
+
+def test_moving_or_casting_frozen_weights_is_not_a_change(tmp_path):
+    """A device move (here a dtype round trip: the same nn.Module._apply) replaces every
+    buffer; the weights are still the source's, so the checkpoint still records the path.
+    A training step after the move is still a change."""
+    from c3llm.plugins.decoders.encodec import EncodecCodec, EncodecCodecConfig
+
+    EncodecCodec(EncodecCodecConfig(preset="tiny")).save_pretrained(tmp_path / "encodec")
+    codec = EncodecCodec(EncodecCodecConfig(preset="tiny", pretrained=str(tmp_path / "encodec")))
+    codec.load_pretrained()
+    codec.to(torch.float64).to(torch.float32)
+    assert codec.weights_as_loaded() and codec.checkpoint_state_dict() == {}
+    with torch.no_grad():
+        next(codec.parameters()).mul_(2)
+    assert not codec.weights_as_loaded() and codec.checkpoint_state_dict()

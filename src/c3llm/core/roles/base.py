@@ -47,6 +47,16 @@ class Component:
         versions = getattr(self, "_loaded_versions", None)
         return versions is not None and isinstance(self, nn.Module) and versions == _tensor_versions(self)
 
+    def _apply(self, fn, *args, **kwargs):
+        """``nn.Module._apply`` (behind ``.to()``, ``.cuda()``, ``.float()``): moving or casting the
+        weights as loaded keeps them "as loaded" (a move replaces every buffer, which would
+        otherwise count as a change and copy the frozen weights into each checkpoint)."""
+        as_loaded = self.weights_as_loaded()
+        out = super()._apply(fn, *args, **kwargs)  # type: ignore[misc]
+        if as_loaded:
+            self.mark_loaded()
+        return out
+
     def checkpoint_state_dict(self) -> dict[str, torch.Tensor]:
         """Tensors a checkpoint must hold to rebuild this component. Default: everything, or
         nothing while the weights are as :meth:`load_pretrained` loaded them (see :meth:`mark_loaded`)."""
