@@ -14,7 +14,9 @@ from c3llm.core.registry import get_registry
 from c3llm.core.roles import FittableDecoder, TrainableDecoder
 from c3llm.testing import contracts
 
-DECODERS = {"encodec": {"preset": "tiny"}, "melvq": {"codebook_size": 16, "griffin_lim_iters": 4}}
+DECODERS = {"encodec": {"preset": "tiny"}, "melvq": {"codebook_size": 16, "griffin_lim_iters": 4},
+            "mel-rvq": {"codebook_size": 16, "griffin_lim_iters": 4, "width": 16, "latent_dim": 8, "num_res_blocks": 1,
+                        "fit_steps": 3, "fit_batch": 4, "fit_crop_frames": 8}}
 ENCODERS = {
     "clap": {"preset": "tiny", "num_local_frames": 4},
     "rgb-flow": {"extractor": "handcrafted", "fps": 8.0, "frame_size": 32},

@@ -159,20 +159,45 @@ def stage_train_codec(ctx: RunContext) -> None:
         return
     codec = ctx.codec()  # not trained yet, so built from the config's spec as it stands
     train_cfg = ctx.config.codec_train
+    eval_paths = [s.audio_path for samples in ctx.eval_samples().values() for s in samples if s.audio_path][:16]
     if train_cfg.corpus == "foundation":  # procedural audio, not the task world (issue 11)
-        from c3llm.app.foundation import foundation_clips
-
-        paths = foundation_clips(train_cfg.foundation_clips, train_cfg.foundation_seconds,
-                                 train_cfg.foundation_seed, codec.sample_rate)
+        report = _foundation_codec(ctx, codec, eval_paths)
     else:
         paths = [s.audio_path for s in ctx.train_samples() if s.audio_path is not None]
-    eval_paths = [s.audio_path for samples in ctx.eval_samples().values() for s in samples if s.audio_path][:16]
-    report = train_codec(codec, paths, train_cfg, ctx.codec_dir,
-                         eval_data=eval_paths or None, progress=ctx.progress)
+        report = train_codec(codec, paths, train_cfg, ctx.codec_dir, eval_data=eval_paths or None,
+                             progress=ctx.progress)
     after = report["quality_after"]
     log.info("train-codec: %d clips, %.0f s; held-out mel distance %.3f, SI-SNR %.2f dB",
              report["train_clips"], report["train_seconds"], after.get("mel_distance", float("nan")),
              after.get("si_snr_db", float("nan")))
+
+
+def _foundation_codec(ctx: RunContext, codec, eval_paths: list) -> dict[str, Any]:
+    """Train ``codec`` on the foundation corpus once per (decoder config, [codec_train]) and
+    copy it into the run: ``{out_dir}/foundation/codec-<key>/`` is shared by runs (as the
+    pretrain stage's models are), so a second demo reuses it."""
+    import shutil
+
+    from c3llm.app.foundation import foundation_clips
+    from c3llm.app.pretrain.cache import cached
+    from c3llm.app.training.codec import train_codec
+    from c3llm.core.checkpoint import read_json
+    from c3llm.core.config import to_mapping
+
+    train_cfg = ctx.config.codec_train
+    spec = {k: v for k, v in ctx.config.components["decoder"].items() if k != "pretrained"}
+    key = {"decoder": spec, "codec_train": to_mapping(train_cfg)}
+
+    def build(folder: Path) -> dict[str, Any]:
+        clips = foundation_clips(train_cfg.foundation_clips, train_cfg.foundation_seconds,
+                                 train_cfg.foundation_seed, codec.sample_rate)
+        return train_codec(codec, clips, train_cfg, folder, eval_data=eval_paths or None, progress=ctx.progress)
+
+    folder = cached(Path(ctx.config.run.out_dir) / "foundation", "codec", key, build)
+    shutil.copytree(folder, ctx.codec_dir, dirs_exist_ok=True)
+    report = {**read_json(ctx.codec_dir / "report.json"), "checkpoint": str(ctx.codec_dir), "foundation_cache": str(folder)}
+    write_json(ctx.codec_dir / "report.json", report)
+    return report
 
 
 def stage_prepare(ctx: RunContext) -> None:

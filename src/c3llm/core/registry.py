@@ -51,6 +51,7 @@ DISABLE_ENV = "C3LLM_DISABLE_PLUGINS"
 BUILTIN_PLUGINS: dict[str, str] = {
     "encodec": "c3llm.plugins.decoders.encodec",
     "melvq": "c3llm.plugins.decoders.melvq",
+    "mel-rvq": "c3llm.plugins.decoders.mel_rvq",
     "logmel": "c3llm.plugins.encoders.logmel",
     "fad": "c3llm.plugins.metrics.frechet",
     "kl": "c3llm.plugins.metrics.kl",

@@ -30,8 +30,8 @@ from c3llm.core.config import field, in_range
 from c3llm.core.errors import CheckpointError, InputError
 from c3llm.core.hookspecs import hookimpl
 from c3llm.core.roles import FittableDecoder
-from c3llm.core.spectral import mel_filterbank
 from c3llm.plugins.decoders.encodec_vq import kmeans, nearest
+from c3llm.plugins.decoders.mel_frames import MelFrames, griffin_lim  # noqa: F401  (griffin_lim: re-exported)
 
 log = logging.getLogger(__name__)
 
@@ -87,11 +87,11 @@ class MelVQCodec(FittableDecoder):
         self.frame_rate = config.sample_rate / self.hop_length
         self.num_codebooks = config.num_codebooks
         self.cardinality = config.codebook_size
-        self.code_dim = config.frames_per_code * config.n_mels
-        filters = mel_filterbank(config.n_fft, config.n_mels, config.sample_rate)  # (M, F)
-        self.register_buffer("mel_filters", filters, persistent=False)
-        self.register_buffer("mel_inverse", torch.linalg.pinv(filters), persistent=False)  # (F, M)
-        self.register_buffer("window", torch.hann_window(config.n_fft), persistent=False)
+        self.frames = MelFrames(
+            sample_rate=config.sample_rate, n_fft=config.n_fft, stft_hop=config.stft_hop,
+            frames_per_code=config.frames_per_code, n_mels=config.n_mels, log_floor=config.log_floor,
+            griffin_lim_iters=config.griffin_lim_iters, griffin_lim_momentum=config.griffin_lim_momentum, seed=config.seed)
+        self.code_dim = self.frames.dim
         # Untrained codebooks: every entry at the log floor plus small seeded noise; fit() replaces them.
         gen = torch.Generator().manual_seed(config.seed)
         floor = math.log(config.log_floor)
@@ -105,24 +105,11 @@ class MelVQCodec(FittableDecoder):
 
     def features(self, wav: torch.Tensor) -> torch.Tensor:
         """``(B, 1, T)`` waveform -> ``(B, S, frames_per_code * n_mels)`` stacked log-mel frames."""
-        b, _, t = wav.shape
-        s = math.ceil(t / self.hop_length)
-        flat = torch.nn.functional.pad(wav[:, 0], (0, s * self.hop_length - t))  # (B, S * hop)
-        spec = torch.stft(flat, self.config.n_fft, self.config.stft_hop, window=self.window, center=True,
-                          pad_mode="constant", return_complex=True).abs()[..., : s * self.config.frames_per_code]  # (B, F, S * stack)
-        logmel = torch.log(self.mel_filters @ spec + self.config.log_floor)  # (B, M, S * stack)
-        return logmel.transpose(1, 2).reshape(b, s, self.code_dim)
+        return self.frames.features(wav)
 
     def synthesize(self, features: torch.Tensor) -> torch.Tensor:
         """``(B, S, frames_per_code * n_mels)`` log-mel frames -> ``(B, 1, S * hop_length)`` audio."""
-        b, s, _ = features.shape
-        logmel = features.reshape(b, s * self.config.frames_per_code, self.config.n_mels).transpose(1, 2)  # (B, M, N)
-        mel = (logmel.exp() - self.config.log_floor).clamp_min(0)
-        magnitude = (self.mel_inverse @ mel).clamp_min(0)  # (B, F, N)
-        return griffin_lim(
-            magnitude, self.config.n_fft, self.config.stft_hop, self.window, length=s * self.hop_length,
-            iters=self.config.griffin_lim_iters, momentum=self.config.griffin_lim_momentum, seed=self.config.seed,
-        )[:, None]
+        return self.frames.synthesize(features)
 
     # -- the Decoder contract -------------------------------------------------------------------
 
@@ -219,30 +206,6 @@ class MelVQCodec(FittableDecoder):
         self.load_checkpoint_state_dict(state)
         log.info("loaded melvq codebooks from %s", path)
 
-
-
-def griffin_lim(
-    magnitude: torch.Tensor, n_fft: int, hop: int, window: torch.Tensor, *, length: int,
-    iters: int, momentum: float, seed: int,
-) -> torch.Tensor:
-    """Fast Griffin-Lim: a waveform ``(B, length)`` whose STFT magnitude approaches ``magnitude``
-    ``(B, F, N)``. The initial phase is drawn from ``seed``, so the result is deterministic."""
-    gen = torch.Generator().manual_seed(seed)
-    phase = torch.rand(magnitude.shape, generator=gen).to(magnitude.device, magnitude.dtype)
-    angles = torch.polar(torch.ones_like(magnitude), 2 * math.pi * phase)
-    previous = torch.zeros_like(angles)
-
-    def stft(wav: torch.Tensor) -> torch.Tensor:
-        return torch.stft(wav, n_fft, hop, window=window, center=True, pad_mode="constant",
-                          return_complex=True)[..., : magnitude.shape[-1]]
-
-    for _ in range(iters):
-        wav = torch.istft(magnitude * angles, n_fft, hop, window=window, center=True, length=length)
-        rebuilt = stft(wav)
-        accelerated = rebuilt - (momentum / (1 + momentum)) * previous if momentum else rebuilt
-        previous = rebuilt
-        angles = accelerated / accelerated.abs().clamp_min(1e-8)
-    return torch.istft(magnitude * angles, n_fft, hop, window=window, center=True, length=length)
 
 
 @hookimpl
