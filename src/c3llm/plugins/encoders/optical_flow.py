@@ -55,3 +55,26 @@ class OpticalFlow:
             prev, next_, None, pyr_scale=0.5, levels=3, winsize=15, iterations=3,
             poly_n=5, poly_sigma=1.2, flags=0,
         )
+
+    def many(self, prev: np.ndarray, next_: np.ndarray, *, workers: int = 1) -> np.ndarray:
+        """Flow of each pair: ``(P, H, W)`` uint8 x2 -> ``(P, H, W, 2)`` float32.
+
+        Pairs run on ``workers`` threads (OpenCV releases the GIL); each pair's flow is
+        exactly what :meth:`__call__` gives for it.
+        """
+        out = np.empty((*prev.shape, 2), np.float32)
+        if len(prev) == 0:
+            return out
+
+        def one(i: int) -> None:
+            out[i] = self(prev[i], next_[i])
+
+        if workers <= 1 or len(prev) == 1:
+            for i in range(len(prev)):
+                one(i)
+        else:
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(min(workers, len(prev))) as pool:
+                list(pool.map(one, range(len(prev))))
+        return out

@@ -20,6 +20,7 @@ given (a flow-trained network) or the RGB weights otherwise.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import ClassVar, Literal
@@ -151,45 +152,71 @@ class RgbFlowEncoder(Encoder):
         raise InputError(f"item {index} is {type(item).__name__}, expected a Video or a video file path")
 
     def encode_one(self, video: Video) -> torch.Tensor:
-        """One video -> ``(N, D_rgb + D_flow)`` float32, frame ``i`` at ``i / fps`` seconds."""
+        """One video -> ``(N, D_rgb + D_flow)`` float32, frame ``i`` at ``i / fps`` seconds.
+
+        Each distinct source frame is resized, differenced and encoded once (a 15 fps video on a
+        21.5 fps clock repeats frames), flow pairs run on the torch thread count's worth of
+        threads, and one CNN serves RGB and flow images in the same forward passes.
+        """
         times = feature_times(video.duration, self.config.fps, self.config.max_seconds)  # (N,)
         source = nearest_earlier(video.times, times)  # (N,) indices into video.frames
-        wanted = sorted(set(source.tolist()) | {max(s - 1, 0) for s in source.tolist()})
-        grey, rgb = {}, {}
-        for s in wanted:
-            image = _square(video.frames[s].numpy(), self.config.frame_size)  # (S, S, 3) uint8
-            rgb[s] = image
-            grey[s] = _grey(image)
-        flows, differences = {}, {}
-        for s in set(source.tolist()):
-            if s == 0:
-                size = self.config.frame_size
-                flows[s], differences[s] = np.zeros((size, size, 2), np.float32), 0.0
-                continue
-            dt = float(video.times[s] - video.times[s - 1])
-            if not dt > 0:
-                raise MediaError(f"video timestamps are not increasing at frame {s} ({float(video.times[s]):.4f} s)")
-            scale = (1.0 / self.config.fps) / dt  # pixels per source interval -> per feature frame
-            flows[s] = self._optical_flow()(grey[s - 1], grey[s]) * scale
-            differences[s] = float(np.abs(grey[s].astype(np.float32) - grey[s - 1]).mean() / 255.0)
-        order = source.tolist()
-        frames = torch.from_numpy(np.stack([rgb[s] for s in order])).permute(0, 3, 1, 2).float() / 255  # (N, 3, S, S)
-        flow = torch.from_numpy(np.stack([flows[s] for s in order])).permute(0, 3, 1, 2)  # (N, 2, S, S)
-        difference = torch.tensor([differences[s] for s in order])  # (N,)
+        unique, inverse = torch.unique(source, sorted=True, return_inverse=True)  # (U,), (N,)
+        frames, flow, difference = self._frames_and_flow(video, unique.numpy())
         if self.rgb_net is None:
-            return torch.cat([handcrafted.rgb_features(frames), handcrafted.flow_features(flow, difference)], 1)
-        return torch.cat([self._cnn(self.rgb_net, frames), self._cnn(self.flow_net or self.rgb_net, _flow_image(flow))], 1)
+            features = torch.cat([handcrafted.rgb_features(frames), handcrafted.flow_features(flow, difference)], 1)
+        else:
+            features = self._cnn_features(frames, flow)
+        return features[inverse]  # (N, D)
+
+    def _frames_and_flow(self, video: Video, source: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Sorted distinct source frames ``(U,)`` -> RGB ``(U, 3, S, S)`` in [0, 1], flow
+        ``(U, 2, S, S)`` in pixels per feature frame, frame difference ``(U,)``."""
+        size = self.config.frame_size
+        previous = np.maximum(source - 1, 0)
+        needed = np.union1d(source, previous)  # (F,) sorted decoded-frame indices
+        squares = np.stack([_square(video.frames[s].numpy(), size) for s in needed])  # (F, S, S, 3)
+        grey = _grey(squares.reshape(-1, size, 3)).reshape(-1, size, size)  # (F, S, S), one cvtColor call
+        at, before = np.searchsorted(needed, source), np.searchsorted(needed, previous)
+        moving = source > 0  # frame 0 has no predecessor: zero flow
+        stamps = video.times.to(torch.float64).numpy()
+        dt = stamps[source[moving]] - stamps[source[moving] - 1]  # (P,)
+        if not (dt > 0).all():
+            bad = int(source[moving][np.argmin(dt > 0)])
+            raise MediaError(f"video timestamps are not increasing at frame {bad} ({stamps[bad]:.4f} s)")
+        scale = ((1.0 / self.config.fps) / dt).astype(np.float32)  # pixels per source interval -> per feature frame
+        flow = np.zeros((len(source), size, size, 2), np.float32)
+        workers = min(torch.get_num_threads(), os.cpu_count() or 1)
+        flow[moving] = self._optical_flow().many(grey[before[moving]], grey[at[moving]], workers=workers)
+        flow[moving] *= scale[:, None, None, None]
+        change = np.abs(grey[at].astype(np.float32) - grey[before]).mean((1, 2)).astype(np.float64) / 255.0
+        change[~moving] = 0.0
+        frames = torch.from_numpy(squares[at]).permute(0, 3, 1, 2).float() / 255  # (U, 3, S, S), channels-last memory
+        return frames, torch.from_numpy(flow).permute(0, 3, 1, 2), torch.from_numpy(change).float()
+
+    def _cnn_features(self, frames: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
+        """``(U, 3, S, S)`` RGB and ``(U, 2, S, S)`` flow -> ``(U, D_rgb + D_flow)``."""
+        images = _flow_image(flow)
+        if self.flow_net is None:  # one network: RGB and flow images share the forward passes
+            both = self._cnn(self.rgb_net, torch.cat([frames, images]))
+            return torch.cat([both[:len(frames)], both[len(frames):]], 1)
+        return torch.cat([self._cnn(self.rgb_net, frames), self._cnn(self.flow_net, images)], 1)
 
     def _cnn(self, net: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
-        """``(N, 3, S, S)`` in [0, 1] -> ``(N, C)`` with ImageNet normalisation, in chunks."""
-        from c3llm.plugins.encoders.frame_cnn import IMAGENET_MEAN, IMAGENET_STD
+        """``(N, 3, S, S)`` in [0, 1] -> ``(N, C)`` with ImageNet normalisation, in chunks,
+        through the BatchNorm-folded channels-last form of ``net``."""
+        from c3llm.plugins.encoders.frame_cnn import (
+            IMAGENET_MEAN,
+            IMAGENET_STD,
+            FoldedResNet,
+        )
 
         mean = torch.tensor(IMAGENET_MEAN)[:, None, None]
         std = torch.tensor(IMAGENET_STD)[:, None, None]
         out = []
         with torch.no_grad():
+            folded = FoldedResNet(net)
             for start in range(0, images.shape[0], self.config.cnn_batch):
-                out.append(net((images[start:start + self.config.cnn_batch] - mean) / std))
+                out.append(folded((images[start:start + self.config.cnn_batch] - mean) / std))
         return torch.cat(out)
 
 
@@ -214,7 +241,7 @@ def _grey(image: np.ndarray) -> np.ndarray:
 def _flow_image(flow: torch.Tensor) -> torch.Tensor:
     """``(N, 2, S, S)`` flow -> ``(N, 3, S, S)`` image in [0, 1]: dx, dy around 0.5, magnitude."""
     bounded = flow.clamp(-FLOW_IMAGE_BOUND, FLOW_IMAGE_BOUND) / (2 * FLOW_IMAGE_BOUND) + 0.5
-    magnitude = (flow.norm(dim=1, keepdim=True) / FLOW_IMAGE_BOUND).clamp(max=1.0)
+    magnitude = (handcrafted.norm2(flow)[:, None] / FLOW_IMAGE_BOUND).clamp(max=1.0)
     return torch.cat([bounded, magnitude], dim=1)
 
 
