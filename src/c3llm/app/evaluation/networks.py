@@ -24,6 +24,10 @@ PANNS_HINT = ("needs PANNs CNN14 weights (Cnn14_mAP=0.431.pth, zenodo record 398
               "machine with network access and set [evaluate] panns_checkpoint")
 
 
+CLAP_HINT = ("needs a CLAP model: set [evaluate] clap_checkpoint to a transformers CLAP directory (the pretrain "
+             "stage writes one as {out_dir}/foundation/clap)")
+
+
 VGGISH_HINT = ("needs VGGish weights (torchvggish vggish-10086976.pth): download them on a machine with network "
                "access and set [evaluate] vggish_checkpoint")
 
@@ -137,3 +141,51 @@ def setup_networks(settings: EvaluateSection, classifier: Any) -> tuple[list[Aud
     else:
         unavailable["fad"] = VGGISH_HINT
     return networks, unavailable
+
+
+@attrs.define
+class ClapScoring:
+    """The CLAP score of T2A outputs: mean cosine between each clip and the caption it was made from.
+
+    ``metric`` says which CLAP: ``clap_score_inproject`` for one the pretrain stage made (its
+    folder holds a ``pretrain.json`` of kind ``clap``), ``clap_score_external`` for any other
+    CLAP directory. Neither is the paper's LAION CLAP score, and the report never sets them
+    beside it.
+    """
+
+    metric: str
+    scorer: Any  # c3llm.app.pretrain.clap_score.ClapScorer
+    info: dict[str, Any]
+
+    def score(self, audios: Sequence[Audio], prompts: Sequence[str]) -> dict[str, float]:
+        """``{metric: mean, metric_std: std}`` over the clips (prompts: one per clip)."""
+        from c3llm.core.errors import InputError
+
+        if len(audios) != len(prompts) or not all(p.strip() for p in prompts):
+            raise InputError("the CLAP score needs a non-empty caption for every clip")
+        values = self.scorer.score(list(audios), list(prompts)).double()
+        return {self.metric: float(values.mean()), f"{self.metric}_std": float(values.std(unbiased=False))}
+
+
+def setup_clap_scoring(settings: EvaluateSection) -> tuple[ClapScoring | None, dict[str, Any]]:
+    """The CLAP scorer ``[evaluate] clap_checkpoint`` names, and its record for results.json
+    (``available``, ``metric``, ``path``, ``kind`` and, for an in-project CLAP, its pretraining
+    report: held-out retrieval vs chance). Unset: ``(None, {"available": False, "reason": ...})``.
+
+    :raises UnavailableError / CheckpointError: the key names a folder that holds no loadable CLAP.
+    """
+    from c3llm.app.pretrain.clap_score import ClapScorer
+
+    if not settings.clap_checkpoint:
+        return None, {"available": False, "reason": CLAP_HINT}
+    folder = Path(settings.clap_checkpoint).expanduser()
+    scorer = ClapScorer(folder)
+    marker = folder / "pretrain.json"
+    made = json.loads(marker.read_text()) if marker.is_file() else {}
+    inproject = made.get("kind") == "clap"
+    info: dict[str, Any] = {"available": True, "metric": "clap_score_inproject" if inproject else "clap_score_external",
+                            "path": str(folder), "kind": "in-project (pretrain stage)" if inproject else "external"}
+    if inproject:
+        info["pretraining"] = made.get("report", {})
+    log.info("evaluate: CLAP score from %s CLAP %s, as %s", info["kind"], folder, info["metric"])
+    return ClapScoring(info["metric"], scorer, info), info

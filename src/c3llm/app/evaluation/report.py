@@ -185,9 +185,26 @@ def _classifier_line(info: dict[str, Any]) -> str:
     return "; ".join(parts) + "."
 
 
+def clap_line(info: dict[str, Any] | None) -> str:
+    """What the CLAP score column is (which CLAP, how good it is at telling captions apart), or why absent."""
+    if not info or not info.get("available"):  # the reason is under "not computed"
+        return ""
+    line = (f"`{info['metric']}` (T2A, in the second table): mean cosine between each output and the caption it was "
+            f"generated from, by the {info['kind']} CLAP in `{info['path']}`; not LAION CLAP, so never to be set beside "
+            "the paper's CLAP numbers.")
+    held = (info.get("pretraining") or {}).get("held_out")
+    if held:
+        line += (f" That CLAP's held-out audio->caption retrieval among {held['clips']} clips: top-1 {held['top1']:.3f} "
+                 f"(chance {held['chance_top1']:.3f}), matched cosine {held['matched_score']:.3f} vs unmatched "
+                 f"{held['unmatched_score']:.3f}.")
+    return line
+
+
 def render_markdown(results: dict[str, Any], figures: list[dict[str, str]],
                     examples: dict[str, list[dict[str, Any]]]) -> str:
     out = [f"# Evaluation: {results['run']['name']}", "", NOTES, "", _classifier_line(results["reference_classifier"]), ""]
+    if clap_line(results.get("clap_score")):
+        out += [clap_line(results.get("clap_score")), ""]
     for label, split in results["splits"].items():
         main, extra = split_columns(split)
         out += [f"## Split `{label}` ({split['num_clips']} clips)", "", "### Main table (cf. the paper's Table 1)", "",
@@ -261,6 +278,8 @@ def render_html(results: dict[str, Any], figures: list[dict[str, str]],
     parts = [f"<!doctype html><html><head><meta charset=utf-8><title>Evaluation: {_e(results['run']['name'])}</title>"
              f"<style>{CSS}</style></head><body>", f"<h1>Evaluation: {_e(results['run']['name'])}</h1>",
              f"<p>{notes}</p>", f"<p>{_e(_classifier_line(results['reference_classifier']).replace('`', ''))}</p>"]
+    if clap_line(results.get("clap_score")):
+        parts.append(f"<p>{_e(clap_line(results.get('clap_score')).replace('`', ''))}</p>")
     for label, split in results["splits"].items():
         main, extra = split_columns(split)
         parts += [f"<h2>Split <code>{_e(label)}</code> ({split['num_clips']} clips)</h2>",

@@ -6,7 +6,8 @@
 2. sets up the audio networks behind FD / KL / MKL / ISc: the reference classifier trained on
    the training split's labels (scores named ``*_synth``), and PANNs CNN14 / VGGish when
    ``[evaluate]`` names their checkpoints (the paper's names ``fd``, ``kl``, ``mkl``, ``isc``;
-   ``fad``). A network that is not there is reported as unavailable, never replaced;
+   ``fad``), and the CLAP that ``clap_checkpoint`` names (``clap_score_inproject`` /
+   ``_external`` on T2A). A network that is not there is reported as unavailable, never replaced;
 3. scores, per split: T2A (C3LLM, w/o NAR), V2A (C3LLM, w/o NAR, mean-pooled video), A2T,
    the chance and retrieval baselines (training data only; audio baselines also through the
    run's codec, like for like) and the reference as a ceiling, and a verdict: the model
@@ -30,6 +31,7 @@ from c3llm.app.evaluation.generate import CAPTIONS_FILE, read_captions
 from c3llm.app.evaluation.networks import (
     AudioNetwork,
     load_audios,
+    setup_clap_scoring,
     setup_networks,
     setup_reference_classifier,
 )
@@ -180,27 +182,30 @@ def evaluate_split(label: str, samples: list, references: list[Audio], gen_dir: 
             continue
         log.info("evaluate %s: scoring %s (%s)", label, TASK_LABELS[task], ", ".join(v[1] for v in present.values()))
         out: dict[str, Any] = {}
+        # T2A: the caption each clip was generated from (generate_for_split prompts with the first)
+        clip_kw: dict[str, Any] = dict(reference_key=ref_key, references=references, ids=ids, rows=rows,
+                                           prompts=[s.captions[0] if s.captions else "" for s in samples]
+                                           if task == "t2a" else None)
         for key, (folder, name, kind) in present.items():
             audios = load_audios([gen_dir / folder / f"{file_stem(i)}.wav" for i in ids])
             out[key] = _system(name, kind, f"generated/{label}/{folder}", len(ids), scorer.audio(
-                task, (label, task, key), audios, reference_key=ref_key, references=references, ids=ids, rows=rows))
-        baseline_kw = dict(reference_key=ref_key, references=references, ids=ids, rows=rows)
+                task, (label, task, key), audios, **clip_kw))
         if pool.samples:
             # one draw per split, shared by T2A and V2A (the condition plays no part in it)
             picks = baselines.chance_indices(len(ids), len(pool.samples), baselines.seeded_rng(seed, label, "chance-audio"))
             audios = [baselines.fit_duration(pool.audio(i), r.duration) for i, r in zip(picks, references)]
-            audio_baseline(out, task, "chance", "Chance (random training clip)", audios, (label, "chance"), **baseline_kw)
+            audio_baseline(out, task, "chance", "Chance (random training clip)", audios, (label, "chance"), **clip_kw)
             if task == "t2a":
                 prompts = [s.captions[0] if s.captions else "" for s in samples]
                 picks = baselines.retrieve_by_caption(prompts, pool.captions,
                                                       baselines.seeded_rng(seed, label, task, "retrieval"))
                 audios = [baselines.fit_duration(pool.audio(i), r.duration) for i, r in zip(picks, references)]
                 audio_baseline(out, task, "retrieval", "Retrieval (training clip sharing most caption words)", audios,
-                               (label, task, "retrieval"), **baseline_kw)
+                               (label, task, "retrieval"), **clip_kw)
         if "codec" in out:  # listed beside the other ceiling
             out["codec"] = out.pop("codec")
         out["reference"] = _system("Reference audio (ceiling)", "ceiling", "evaluation split", len(ids),
-                                   scorer.audio(task, ref_key, references, ceiling=True, **baseline_kw))
+                                   scorer.audio(task, ref_key, references, ceiling=True, **clip_kw))
         tasks[task] = {"label": TASK_LABELS[task], "systems": out}
     captions = read_captions(gen_dir / CAPTIONS_FILE)
     if captions and all(i in captions for i in ids):
@@ -231,7 +236,7 @@ def evaluate_split(label: str, samples: list, references: list[Audio], gen_dir: 
     for task_key in ("t2a", "v2a"):
         if task_key in tasks:
             relevant = {"fad", "fd", "isc", "fd_synth", "isc_synth", "kl" if task_key == "t2a" else "mkl",
-                        "kl_synth" if task_key == "t2a" else "mkl_synth"}
+                        "kl_synth" if task_key == "t2a" else "mkl_synth", *(["clap_score"] if task_key == "t2a" else [])}
             tasks[task_key]["unavailable"].update({k: v for k, v in global_unavailable.items() if k in relevant})
             if rows is None:
                 tasks[task_key]["unavailable"]["synth_audio"] = "the clips carry no synthetic-world metadata"
@@ -285,7 +290,10 @@ def evaluate_run(ctx) -> dict[str, Any]:
     classifier, classifier_info = setup_reference_classifier(settings, ctx.reference_samples(), splits, references,
                                                              out_dir / "reference_classifier")
     networks, unavailable = setup_networks(settings, classifier)
-    scorer = Scorer(ctx.registry, networks, settings, classifier)
+    clap, clap_info = setup_clap_scoring(settings)
+    if clap is None:
+        unavailable["clap_score"] = clap_info["reason"]
+    scorer = Scorer(ctx.registry, networks, settings, classifier, clap)
     pool = TrainingPool(train)
     retrieval_network = next((n for n in networks if n.name != "vggish"), None)  # VGGish: rows per frame, not clip
     if retrieval_network is None:
@@ -297,6 +305,7 @@ def evaluate_run(ctx) -> dict[str, Any]:
         "run": {"name": ctx.config.run.name, "directory": str(ctx.directory), "seed": ctx.config.run.seed},
         "networks": {n.name: {"classifies": n.classifies} for n in networks},
         "reference_classifier": classifier_info,
+        "clap_score": clap_info,
         "splits": {},
         "unavailable": {},
     }

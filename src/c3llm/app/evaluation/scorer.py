@@ -6,7 +6,7 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from c3llm.app.evaluation.networks import AudioNetwork
+from c3llm.app.evaluation.networks import AudioNetwork, ClapScoring
 from c3llm.app.evaluation.settings import EvaluateSection
 from c3llm.core.errors import ConfigError, InputError, UnavailableError, did_you_mean
 from c3llm.core.media import Audio
@@ -59,8 +59,9 @@ class Scorer:
     """Computes the metrics of one system's outputs (audio or captions) on one split."""
 
     def __init__(self, registry, networks: Sequence[AudioNetwork], settings: EvaluateSection,
-                 classifier: Any):
+                 classifier: Any, clap: ClapScoring | None = None):
         self.registry, self.networks, self.settings, self.classifier = registry, networks, settings, classifier
+        self.clap = clap
         known = registry.names("metric")
         for name in settings.metrics:
             if name not in known:
@@ -91,10 +92,11 @@ class Scorer:
 
     def audio(self, task: str, key: Any, audios: Sequence[Audio], *, reference_key: Any,
               references: Sequence[Audio], ids: Sequence[str], rows: list[dict] | None,
-              ceiling: bool = False) -> tuple[dict[str, float], dict[str, str]]:
+              ceiling: bool = False, prompts: Sequence[str] | None = None) -> tuple[dict[str, float], dict[str, str]]:
         """FD, KL (T2A) / MKL (V2A), ISc for every network; onset acc/AP (V2A); the synthetic-world
-        metrics. ``ceiling``: the clips are the references themselves, so only the scores that do
-        not compare a clip with itself (ISc, metadata metrics) are computed."""
+        metrics; the CLAP score against ``prompts`` (T2A, when a CLAP is configured). ``ceiling``:
+        the clips are the references themselves, so only the scores that do not compare a clip
+        with itself (ISc, metadata metrics, the CLAP score) are computed."""
         metrics: dict[str, float] = {}
         unavailable: dict[str, str] = {}
         n = len(audios)
@@ -122,6 +124,10 @@ class Scorer:
             onset = self._metric("onset_acc")
             self._cached(("onset", key, reference_key), metrics, unavailable, lambda m, u: _attempt(
                 m, u, ["onset_acc", "onset_ap"], lambda: onset.compute(list(audios), list(references))))
+        if task == "t2a" and self.clap is not None and prompts is not None:
+            clap = self.clap
+            self._cached(("clap", key), metrics, unavailable, lambda m, u: _attempt(
+                m, u, [clap.metric], lambda: clap.score(audios, prompts)))
         if rows is not None:
             self._cached(("synth_audio", key), metrics, unavailable, lambda m, u: self._synth_audio(m, u, audios, rows))
         return metrics, unavailable

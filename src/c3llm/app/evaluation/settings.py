@@ -23,6 +23,9 @@ class EvaluateSection:
         None, path=True, help="torchvggish checkpoint (.pth/.safetensors): enables fad")
     spice_jar: str | None = field(
         None, path=True, help="spice-1.0.jar (CoreNLP 3.6.0 jars in lib/ beside it): enables spice, spider")
+    clap_checkpoint: str | None = field(
+        None, path=True, help="a transformers CLAP directory (e.g. the pretrain stage's {out_dir}/foundation/clap): "
+                              "T2A outputs get the CLAP score (cosine with their prompt) as clap_score_<which>")
     java: str = field("java", help="Java executable for SPICE")
     isc_splits: int = field(10, validator=in_range(1), help="ISc splits (fewer when a set has fewer clips)")
     num_examples: int = field(3, validator=in_range(0),

@@ -17,7 +17,8 @@ SYNC_METRICS = ("onset_acc", "onset_ap", "onset_f1", "event_count_acc")
 #: the set of clips only, which a random real recording samples perfectly; they are judged
 #: against the codec ceiling instead.
 CONDITIONED_METRICS = {
-    "t2a": ("kl", "kl_synth", "source_acc", "pitch_acc", "event_count_acc"),
+    "t2a": ("kl", "kl_synth", "source_acc", "pitch_acc", "event_count_acc", "clap_score_inproject",
+            "clap_score_external"),
     "v2a": ("mkl", "mkl_synth", "onset_acc", "onset_ap", "source_acc", "onset_f1", "pitch_acc", "event_count_acc"),
     "a2t": ("cider_d", "spice", "spider", "caption_source_acc", "caption_pitch_acc", "caption_count_acc",
             "caption_attribute_acc"),
