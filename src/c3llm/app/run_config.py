@@ -83,6 +83,8 @@ class RunSection(PipelineRunKeys):
     stages: tuple[str, ...] = field((), help=f"stages `c3llm-run CONFIG` runs, from {STAGES}")
     threads: int | None = field(None, validator=in_range(1),
                                 help="torch CPU threads (unset: torch's default; 1 is fastest on a busy machine)")
+    prepare_jobs: int = field(1, validator=in_range(1),
+                              help="worker processes of the prepare stage (each gets threads / jobs torch threads)")
 
     def __attrs_post_init__(self) -> None:
         try:

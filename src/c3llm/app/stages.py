@@ -209,7 +209,8 @@ def stage_prepare(ctx: RunContext) -> None:
     splits.update(ctx.eval_samples())
     reports = {}
     for label, samples in splits.items():
-        report = prepare_features(pipe.model, samples, ctx.directory / "cache", progress=ctx.progress)
+        report = prepare_features(pipe.model, samples, ctx.directory / "cache", progress=ctx.progress,
+                                  jobs=ctx.config.run.prepare_jobs)
         log.info("prepare %s: %s", label, report.summary())
         reports[label] = report.to_dict()
     write_json(ctx.directory / "cache" / "prepare_report.json", reports)

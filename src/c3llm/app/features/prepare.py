@@ -165,6 +165,7 @@ def prepare_features(
     progress: bool = True,
     feature_dtype: torch.dtype = torch.float32,
     verify: bool = True,
+    jobs: int = 1,
 ) -> PrepareReport:
     """Compute and cache what is missing for ``samples`` (see module doc).
 
@@ -175,9 +176,13 @@ def prepare_features(
         features (an item that overflows float16 is kept in float32).
     :param verify: read back and checksum cached entries before reusing them; a corrupt one
         is recomputed.
+    :param jobs: worker processes that decode and encode batches (:mod:`.parallel`); cache
+        and report equal a serial run's, and the run stays resumable.
     """
     if batch_size < 1:
         raise InputError(f"batch_size must be >= 1, got {batch_size}")
+    if jobs < 1:
+        raise InputError(f"jobs must be >= 1, got {jobs}")
     if feature_dtype not in (torch.float32, torch.float16):
         raise InputError(f"feature_dtype must be torch.float32 or torch.float16, got {feature_dtype}")
     started = time.perf_counter()
@@ -202,21 +207,33 @@ def prepare_features(
             stack.enter_context(cache)  # flush the index on exit, also when interrupted
         stack.enter_context(_eval_mode([component for component, _ in found.values()]))
         stack.callback(bar.close)
-        for start in range(0, len(samples), batch_size):
-            batch = samples[start:start + batch_size]
-            work.run(batch)
+        batches = [samples[start:start + batch_size] for start in range(0, len(samples), batch_size)]
+
+        def done(batch: Sequence[Sample]) -> None:
+            nonlocal last_flush
             bar.update(len(batch))
             if time.monotonic() - last_flush > FLUSH_EVERY_SECONDS:
                 for cache in caches.values():
                     cache.flush()
                 last_flush = time.monotonic()
+
+        if jobs > 1 and len(batches) > 1:
+            from c3llm.app.features.parallel import run_in_processes
+
+            run_in_processes(work, batches, jobs, done)
+        else:
+            for batch in batches:
+                work.run(batch)
+                done(batch)
     report.elapsed_seconds = time.perf_counter() - started
     _log_report(report)
     return report
 
 
 class _Work:
-    """One prepare run's per-batch steps: decide, decode, compute, write."""
+    """One prepare run's per-batch steps: decide (:meth:`plan`), decode and compute
+    (:meth:`compute`, which touches neither the cache nor the report, so a worker process can
+    run it), write (:meth:`apply`)."""
 
     def __init__(self, model: Any, caches: Mapping[str, FeatureCache], report: PrepareReport, *,
                  feature_dtype: torch.dtype, verify: bool):
@@ -225,9 +242,18 @@ class _Work:
         self.report = report
         self.feature_dtype = feature_dtype
         self.verify = verify
+        self._out: list[tuple[str, str, str, Any]] = []
 
     def run(self, batch: Sequence[Sample]) -> None:
-        todo = {kind: [s.id for s in batch if self._needs(kind, s)] for kind in self.caches}
+        self.apply(self.compute(batch, self.plan(batch)))
+
+    def plan(self, batch: Sequence[Sample]) -> dict[str, list[str]]:
+        """kind -> ids of ``batch`` to compute (counts reused and repaired entries)."""
+        return {kind: [s.id for s in batch if self._needs(kind, s)] for kind in self.caches}
+
+    def compute(self, batch: Sequence[Sample], todo: Mapping[str, list[str]]) -> list[tuple[str, str, str, Any]]:
+        """Decode and encode what ``todo`` names: ``[("put", kind, id, entry) | ("fail", kind, id, reason)]``."""
+        self._out = []
         audio: dict[str, Audio] = {}
         video: dict[str, Video] = {}
         for sample in batch:
@@ -241,6 +267,18 @@ class _Work:
         for modality, loaded in (("audio", audio), ("video", video)):
             if todo.get(modality):
                 self._features(modality, [id for id in todo[modality] if id in loaded], loaded)
+        return self._out
+
+    def apply(self, outcomes: Sequence[tuple[str, str, str, Any]]) -> None:
+        """Write computed entries and record failures, in the order they were made."""
+        for action, kind, id, value in outcomes:
+            if action == "put":
+                self.caches[kind].put(id, value)
+                self.report.counts[kind].computed += 1
+            else:
+                self.report.failures.append(PrepareFailure(id, kind, value))
+                self.report.counts[kind].failed += 1
+                log.debug("prepare: %s %s failed: %s", id, kind, value)
 
     # -- deciding -------------------------------------------------------------------------
 
@@ -311,7 +349,7 @@ class _Work:
     def _compute(self, kind: str, ids: list[str], encode: Callable[[list[str]], Sequence[torch.Tensor]],
                  entry: Callable[[str, torch.Tensor], dict[str, torch.Tensor]]) -> None:
         """Run ``encode`` on the group; on a typed error retry item by item so one bad clip
-        fails alone. Writes each result to the cache as soon as it exists."""
+        fails alone. Each result goes to the outcomes :meth:`apply` writes."""
         if not ids:
             return
         try:
@@ -324,7 +362,6 @@ class _Work:
             for id in ids:
                 self._compute(kind, [id], encode, entry)
             return
-        cache, counts = self.caches[kind], self.report.counts[kind]
         for id, value in results:
             if value.numel() == 0:
                 self._fail(id, kind, f"the {kind} extractor returned an empty result {tuple(value.shape)}")
@@ -332,8 +369,7 @@ class _Work:
             if value.is_floating_point() and not torch.isfinite(value).all():
                 self._fail(id, kind, f"the {kind} extractor returned non-finite values")
                 continue
-            cache.put(id, entry(id, value))
-            counts.computed += 1
+            self._out.append(("put", kind, id, entry(id, value)))
 
     def _store_dtype(self, id: str, feats: torch.Tensor) -> torch.Tensor:
         feats = feats.detach().to("cpu", torch.float32)
@@ -345,9 +381,7 @@ class _Work:
         return feats
 
     def _fail(self, id: str, kind: str, reason: str) -> None:
-        self.report.failures.append(PrepareFailure(id, kind, reason))
-        self.report.counts[kind].failed += 1
-        log.debug("prepare: %s %s failed: %s", id, kind, reason)
+        self._out.append(("fail", kind, id, reason))
 
 
 def _load_sample_audio(sample: Sample) -> Audio:
