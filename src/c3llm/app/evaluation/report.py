@@ -191,7 +191,8 @@ def clap_line(info: dict[str, Any] | None) -> str:
         return ""
     line = (f"`{info['metric']}` (T2A, in the second table): mean cosine between each output and the caption it was "
             f"generated from, by the {info['kind']} CLAP in `{info['path']}`; not LAION CLAP, so never to be set beside "
-            "the paper's CLAP numbers.")
+            "the paper's CLAP numbers. Read it against the reference row: a CLAP that scores the reference audio no "
+            "higher than chance clips does not judge T2A (it is not in the verdict).")
     held = (info.get("pretraining") or {}).get("held_out")
     if held:
         line += (f" That CLAP's held-out audio->caption retrieval among {held['clips']} clips: top-1 {held['top1']:.3f} "

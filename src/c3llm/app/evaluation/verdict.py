@@ -15,10 +15,11 @@ SYNC_METRICS = ("onset_acc", "onset_ap", "onset_f1", "event_count_acc")
 #: Metrics that score whether each output follows its own condition (paired with its clip),
 #: per task: the verdict compares the model with the baselines on these. FD and ISc score
 #: the set of clips only, which a random real recording samples perfectly; they are judged
-#: against the codec ceiling instead.
+#: against the codec ceiling instead. The CLAP score (``clap_score_*``) is left out too: the
+#: quick recipe's in-project CLAP scored the reference audio 0.093 and chance clips 0.079-0.083
+#: against the T2A prompts, a judge that barely tells them apart; read it against its ceiling row.
 CONDITIONED_METRICS = {
-    "t2a": ("kl", "kl_synth", "source_acc", "pitch_acc", "event_count_acc", "clap_score_inproject",
-            "clap_score_external"),
+    "t2a": ("kl", "kl_synth", "source_acc", "pitch_acc", "event_count_acc"),
     "v2a": ("mkl", "mkl_synth", "onset_acc", "onset_ap", "source_acc", "onset_f1", "pitch_acc", "event_count_acc"),
     "a2t": ("cider_d", "spice", "spider", "caption_source_acc", "caption_pitch_acc", "caption_count_acc",
             "caption_attribute_acc"),
