@@ -64,8 +64,8 @@ class VideoPretrainConfig:
 class PretrainSection:
     """[pretrain]: the foundation corpus and the models pretrained on it."""
 
-    root: str = field("{out_dir}/foundation", help="folder of the corpus and the models (shared by runs); "
-                      "each model is also linked as {root}/lm, {root}/clap, {root}/video")
+    root: str | None = field(None, help="folder of the corpus and the models (shared by runs; unset: "
+                             "{out_dir}/foundation); each model is also linked as {root}/lm, {root}/clap, {root}/video")
     models: tuple[str, ...] = field(MODELS, help=f"which foundation models to pretrain, from {MODELS}")
     seed: int = field(0, validator=in_range(0), help="seed of the initialisations and batch draws")
     corpus: FoundationDataConfig = field(factory=FoundationDataConfig)

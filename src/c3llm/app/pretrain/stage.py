@@ -28,10 +28,15 @@ from c3llm.core.media import Audio
 log = logging.getLogger(__name__)
 
 
+#: ``[pretrain] root`` when unset.
+DEFAULT_ROOT = "{out_dir}/foundation"
+
+
 def pretrain_root(section: PretrainSection, out_dir: str | Path, run_dir: Path) -> Path:
     """``[pretrain] root`` with ``{out_dir}`` / ``{run_dir}`` expanded (also for the default)."""
     out = str(Path(out_dir).expanduser().absolute())
-    return Path(section.root.replace("{out_dir}", out).replace("{run_dir}", str(run_dir))).expanduser().absolute()
+    root = section.root if section.root is not None else DEFAULT_ROOT  # a literal default would not round-trip
+    return Path(root.replace("{out_dir}", out).replace("{run_dir}", str(run_dir))).expanduser().absolute()
 
 
 def run_pretrain(section: PretrainSection, root: Path, registry, *, progress: bool = True) -> dict[str, Path]:
