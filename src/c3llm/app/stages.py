@@ -159,12 +159,13 @@ def stage_train_codec(ctx: RunContext) -> None:
         return
     codec = ctx.codec()  # not trained yet, so built from the config's spec as it stands
     train_cfg = ctx.config.codec_train
+    train_paths = [s.audio_path for s in ctx.train_samples() if s.audio_path is not None] \
+        if ctx.config.data.train is not None else []  # also writes a world the eval splits read
     eval_paths = [s.audio_path for samples in ctx.eval_samples().values() for s in samples if s.audio_path][:16]
     if train_cfg.corpus == "foundation":  # procedural audio, not the task world (issue 11)
         report = _foundation_codec(ctx, codec, eval_paths)
     else:
-        paths = [s.audio_path for s in ctx.train_samples() if s.audio_path is not None]
-        report = train_codec(codec, paths, train_cfg, ctx.codec_dir, eval_data=eval_paths or None,
+        report = train_codec(codec, train_paths, train_cfg, ctx.codec_dir, eval_data=eval_paths or None,
                              progress=ctx.progress)
     after = report["quality_after"]
     log.info("train-codec: %d clips, %.0f s; held-out mel distance %.3f, SI-SNR %.2f dB",
