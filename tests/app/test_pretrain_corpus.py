@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from c3llm.app.foundation import KINDS, foundation_clip
 from c3llm.app.foundation.annotated import annotated_clip
 from c3llm.app.foundation.captions import NOUNS, captions_for
-from c3llm.app.foundation.corpus import KINDS, foundation_clip
 from c3llm.app.foundation.dataset import FoundationDataConfig, read_corpus, write_corpus
 from c3llm.app.foundation.frames import render_frames
 

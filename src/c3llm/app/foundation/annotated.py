@@ -14,6 +14,7 @@ import math
 
 import attrs
 import numpy as np
+import torch
 
 from c3llm.app.foundation.corpus import (
     KIND_WEIGHTS,
@@ -89,7 +90,8 @@ def _peek_pitch(rng: np.random.Generator, kind: str, n: int) -> tuple[float | No
 
 
 def annotated_clip(seed: int, index: int, seconds: float = 4.0, sample_rate: int = 16_000) -> AnnotatedClip:
-    """Clip ``index`` of corpus ``seed`` with its events (mirrors corpus.foundation_clip line by line)."""
+    """Clip ``index`` of corpus ``seed`` with its events: the one procedure that draws a corpus clip
+    (:func:`~c3llm.app.foundation.corpus.foundation_clip` returns its audio)."""
     rng = np.random.default_rng(np.random.SeedSequence([seed, 0xC0DEC, index]))
     sr = sample_rate
     n = max(1, round(seconds * sr))
@@ -123,3 +125,17 @@ def annotated_clip(seed: int, index: int, seconds: float = 4.0, sample_rate: int
     if peak > 0.99:
         mix *= 0.99 / peak
     return AnnotatedClip(mix.astype(np.float32), tuple(events), seconds, silent)
+
+
+def foundation_clip(seed: int, index: int, seconds: float = 4.0, sample_rate: int = 16_000) -> np.ndarray:
+    """Clip ``index`` of the corpus ``seed``: ``(T,)`` float32 in [-1, 1] (the audio of :func:`annotated_clip`)."""
+    return annotated_clip(seed, index, seconds, sample_rate).audio
+
+
+def foundation_clips(n: int, seconds: float = 4.0, seed: int = 0, sample_rate: int = 16_000,
+                     *, start: int = 0) -> list[torch.Tensor]:
+    """``n`` corpus clips ``(1, T)`` float32 (clips ``start .. start + n - 1`` of corpus ``seed``).
+
+    Clip ``i`` depends only on ``(seed, i)``: asking for more clips, or from another ``start``,
+    never changes the ones already drawn."""
+    return [torch.from_numpy(foundation_clip(seed, i, seconds, sample_rate))[None] for i in range(start, start + n)]

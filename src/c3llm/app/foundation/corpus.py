@@ -25,6 +25,7 @@ only on ``(seed, i)``.
 
 Usage::
 
+    from c3llm.app.foundation import foundation_clips   # drawn by annotated.py from the synthesisers here
     clips = foundation_clips(512, 4.0, seed=0)       # list of (1, T) float32 tensors
 
 Why it exists: a tiny EnCodec trained on the task world alone (short events in long silence)
@@ -37,7 +38,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import torch
 
 KINDS = ("harmonic", "sweep", "noise", "impact", "drone", "fm", "pulses", "formant")
 #: relative frequency of each event kind
@@ -223,43 +223,3 @@ def _event(rng: np.random.Generator, kind: str, n: int, sr: int) -> np.ndarray:
         wave = np.fft.irfft(spec * gain, n)
     wave = wave / (np.abs(wave).max() + 1e-12)
     return wave * _envelope(rng, n, sr)
-
-
-def foundation_clip(seed: int, index: int, seconds: float = 4.0, sample_rate: int = 16_000) -> np.ndarray:
-    """Clip ``index`` of the corpus ``seed``: ``(T,)`` float32 in [-1, 1]."""
-    rng = np.random.default_rng(np.random.SeedSequence([seed, 0xC0DEC, index]))
-    sr = sample_rate
-    n = max(1, round(seconds * sr))
-    mix = np.zeros(n)
-    # background: none (10 %), or coloured noise at a random level
-    if rng.random() > 0.1:
-        mix += _colored_noise(rng, n, sr, rng.uniform(-8, 2)) * 10 ** (rng.uniform(-90, -35) / 20)
-    density = _loguniform(rng, 0.6, 6.0)  # events per second
-    count = max(1, int(rng.poisson(density * seconds)))
-    for _ in range(count):
-        kind = KINDS[int(rng.choice(len(KINDS), p=KIND_WEIGHTS / KIND_WEIGHTS.sum()))]
-        length = _loguniform(rng, 0.03, 3.0) if kind not in ("drone",) else _loguniform(rng, min(0.3, seconds), seconds)
-        m = max(16, min(n, int(length * sr)))
-        start = int(rng.integers(-m // 4, n))  # events may start before / run past the clip
-        event = _event(rng, kind, m, sr) * 10 ** (rng.uniform(-40, -1) / 20)
-        lo, hi = max(0, start), min(n, start + m)
-        if hi > lo:
-            mix[lo:hi] += event[lo - start:hi - start]
-    if rng.random() < 0.15:  # a silent stretch (the background stays)
-        a = int(rng.integers(0, n))
-        b = min(n, a + int(rng.uniform(0.2, 0.6) * n))
-        mix[a:b] *= 10 ** (-60 / 20)
-    peak = np.abs(mix).max()
-    if peak > 0.99:
-        mix *= 0.99 / peak
-    return mix.astype(np.float32)
-
-
-def foundation_clips(n: int, seconds: float = 4.0, seed: int = 0, sample_rate: int = 16_000,
-                     *, start: int = 0) -> list[torch.Tensor]:
-    """``n`` corpus clips ``(1, T)`` float32 (clips ``start .. start + n - 1`` of corpus ``seed``).
-
-    Clip ``i`` depends only on ``(seed, i)``: asking for more clips, or from another ``start``,
-    never changes the ones already drawn."""
-    return [torch.from_numpy(foundation_clip(seed, i, seconds, sample_rate))[None] for i in range(start, start + n)]
-
