@@ -283,6 +283,7 @@ def evaluate_run(ctx) -> dict[str, Any]:
             raise InputError(f"evaluation split {label!r} has no usable clips; check its dataset config")
         if any(s.audio_path is None for s in samples):
             raise InputError(f"evaluation split {label!r} has clips without reference audio; every metric needs it")
+    clap, clap_info = setup_clap_scoring(settings)  # before generating: a wrong path fails in seconds
     ensure_generated(ctx, splits)
 
     train = ctx.train_samples() if ctx.config.data.train is not None else []
@@ -290,7 +291,6 @@ def evaluate_run(ctx) -> dict[str, Any]:
     classifier, classifier_info = setup_reference_classifier(settings, ctx.reference_samples(), splits, references,
                                                              out_dir / "reference_classifier")
     networks, unavailable = setup_networks(settings, classifier)
-    clap, clap_info = setup_clap_scoring(settings)
     if clap is None:
         unavailable["clap_score"] = clap_info["reason"]
     scorer = Scorer(ctx.registry, networks, settings, classifier, clap)
